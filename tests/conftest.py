@@ -1,0 +1,71 @@
+"""Small analytic models whose exact behaviour is known, shared by the tests."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import settings
+from torch import nn
+
+# Property tests draw the same examples on every run, so CI is reproducible.
+settings.register_profile("igospp", derandomize=True, deadline=None, print_blob=True)
+settings.load_profile("igospp")
+
+
+class PatchModel(nn.Module):
+    """Two classes whose logits depend only on the pixels of one rectangle.
+
+    ``logit_0 = weight * mean(x[:, :, rows, cols])`` and ``logit_1 = -logit_0``: the softmax
+    probability of class 0 is ``sigmoid(2 * logit_0)``, raised by bright pixels in the patch
+    and blind to everything outside it.
+    """
+
+    def __init__(self, rows: slice, cols: slice, weight: float = 4.0) -> None:
+        super().__init__()
+        self.rows, self.cols, self.weight = rows, cols, weight
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.weight * x[:, :, self.rows, self.cols].mean(dim=(1, 2, 3))
+        return torch.stack([s, -s], dim=1)
+
+
+class SmoothModel(nn.Module):
+    """A small smooth convolutional classifier (tanh activations), seeded, any input size."""
+
+    def __init__(self, channels: int = 3, classes: int = 5, seed: int = 0, dtype: torch.dtype = torch.float64) -> None:
+        super().__init__()
+        gen = torch.Generator().manual_seed(seed)
+        self.conv = nn.Conv2d(channels, 6, 3, padding=1)
+        self.head = nn.Linear(6 * 4 * 4, classes)
+        with torch.no_grad():
+            for p in self.parameters():
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.5)
+        self.to(dtype)
+        self.eval()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.tanh(self.conv(x))
+        h = nn.functional.adaptive_avg_pool2d(h, 4)
+        return self.head(h.flatten(1))
+
+
+class SingleLogitModel(nn.Module):
+    """A binary classifier with one output logit (sigmoid head), as in medical imaging."""
+
+    def __init__(self, channels: int = 1) -> None:
+        super().__init__()
+        self.inner = SmoothModel(channels=channels, classes=1, seed=3, dtype=torch.float32)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(x)
+
+
+@pytest.fixture
+def smooth_model() -> SmoothModel:
+    return SmoothModel()
+
+
+@pytest.fixture
+def images64() -> torch.Tensor:
+    """Two float64 3 x 16 x 20 images (non-square on purpose)."""
+    return torch.randn(2, 3, 16, 20, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
