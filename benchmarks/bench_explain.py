@@ -5,8 +5,10 @@ For every (method, resolution) it explains each image once and reports, per heat
 * wall seconds;
 * forward and backward images actually evaluated (``Explanation.stats``);
 * the images the algorithm itself needs given the line-search trials it made:
-  one clean forward, ``T x n_terms x S`` forward+backward for the integrated gradients, and
-  ``trials x n_terms x S`` forward for the line search;
+  one clean forward, ``T x n_terms x S`` forward+backward for the integrated gradients,
+  ``trials x n_terms x S`` forward for the line search (and ``2 T`` forward for the scores
+  tracked in the history when ``--track-scores`` is given: the benchmark measures the
+  methods, so it turns that monitoring off unless asked);
 * what the authors' code would evaluate for the same trials: the above plus one more
   ``n_terms x S`` forward per iteration for the line search's starting loss.
 
@@ -79,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ig-steps", type=int, default=None, help="override the preset's integration steps")
     ap.add_argument("--batch-size", type=int, default=None, help="path images per model call")
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--track-scores", action="store_true", help="keep Config.track_scores on (2 forwards/iteration)")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/bench_explain.json"))
     ap.add_argument("--fresh", action="store_true", help="ignore results already in --out")
     args = ap.parse_args(argv)
@@ -106,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         for res in (int(r) for r in args.resolutions.split(",")):
             fields = {k: v for k, v in (("iterations", args.iterations), ("ig_steps", args.ig_steps),
                                         ("batch_size", args.batch_size)) if v is not None}
-            cfg = igospp.Config.preset(method, resolution=res, low_score_threshold=None, **fields)
+            cfg = igospp.Config.preset(method, resolution=res, low_score_threshold=None,
+                                       track_scores=args.track_scores, **fields)
             n_terms = len(igospp.method_terms(method)[1])
             per_eval = n_terms * cfg.ig_steps
             settings = (cfg.iterations, cfg.ig_steps, cfg.effective_batch_size(device))
@@ -121,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
                     torch.cuda.synchronize()
                 seconds = time.perf_counter() - start
                 trials = int(exp.history.trials.sum())
-                needed_fwd = 1 + cfg.iterations * per_eval + trials * per_eval
+                needed_fwd = 1 + cfg.iterations * per_eval + trials * per_eval + 2 * cfg.iterations * cfg.track_scores
                 rows.append(dict(method=method, resolution=res, image=name, iterations=cfg.iterations,
                                  ig_steps=cfg.ig_steps, batch_size=exp.config.batch_size, seconds=seconds,
                                  forward_images=exp.stats.forward_images, backward_images=exp.stats.backward_images,

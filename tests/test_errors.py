@@ -115,6 +115,9 @@ def test_config_model_and_generator_types(model, x):
         igospp.explain(model, x, config={"method": "igospp"})
     with pytest.raises(TypeError, match="model must be a callable"):
         igospp.explain("resnet50", x, config=CFG)
+    bundle = igospp.ModelBundle(name="toy", model=model, input_size=(16, 16))
+    with pytest.raises(TypeError, match="Pass bundle.model"):
+        igospp.explain(bundle, x, config=CFG)
     with pytest.raises(TypeError, match="generator must be a torch.Generator"):
         igospp.explain(model, x, config=CFG, generator=0)
 

@@ -97,7 +97,19 @@ def test_fixed_step_takes_that_step_without_trials(smooth_model, images64):
     exp = igospp.explain(smooth_model, images64, config=cfg)
     assert torch.equal(exp.history.step, torch.full((2, 2), 3.0, dtype=torch.float64))
     assert exp.history.trials.sum() == 0 and exp.stats.line_search_evaluations == 0
-    assert exp.stats.forward_images == 2 + 2 * 2 * 4 * 2
+    assert exp.stats.forward_images == 2 + 2 * 2 * 4 * 2 + 2 * 2 * 2     # clean + gradient passes + tracking
+
+
+def test_fresh_line_search_base_costs_one_more_pass_and_equals_without_noise(smooth_model, images64):
+    T, S, B = 3, 2, 2
+    cfg = igospp.Config.igospp(resolution=4, iterations=T, ig_steps=S, noise_std=0.0, track_scores=False, **QUIET)
+    reuse = igospp.explain(smooth_model, images64, config=cfg)
+    fresh = igospp.explain(smooth_model, images64, config=cfg.replace(ls_fresh_base=True))
+    assert torch.allclose(fresh.mask, reuse.mask, rtol=0, atol=1e-14)
+    assert torch.equal(fresh.history.step, reuse.history.step)
+    extra = fresh.stats.forward_images - reuse.stats.forward_images
+    assert extra == T * B * 4 * S
+    assert reuse.history.deletion is None and reuse.history.insertion is None
 
 
 def test_single_mask_methods_have_no_dual_masks(smooth_model, images64):

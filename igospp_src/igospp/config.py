@@ -110,9 +110,14 @@ class Config:
         seed: seed of the ``torch.Generator`` made when :func:`explain` gets none. Default 0.
         low_score_threshold: warn when the clean-image score of the target is below this
             (the paper's failure case). ``None`` disables the warning. Default 0.1.
+        ls_fresh_base: evaluate the line search's starting objective with a fresh noise draw,
+            as the authors' code does (one more ``n_terms x S`` forward pass per iteration).
+            Default ``False``: reuse the objective of the gradient pass, which has the same
+            expectation and costs nothing.
         track_scores: record, after every iteration, the noise-free scores of the deletion
-            image ``Phi(I, B, M)`` and of the insertion image ``Phi(B, I, M)``
-            (two forward images per image and iteration). Default ``False``.
+            image ``Phi(I, B, M)`` and of the insertion image ``Phi(B, I, M)`` in
+            :attr:`Explanation.history` (two forward images per image and iteration, counted
+            in :attr:`Explanation.stats`). Default ``True``.
         progress: show a tqdm progress bar over iterations. Default ``False``.
     """
 
@@ -141,7 +146,8 @@ class Config:
     batch_size: int | None = None
     seed: int = 0
     low_score_threshold: float | None = 0.1
-    track_scores: bool = False
+    ls_fresh_base: bool = False
+    track_scores: bool = True
     progress: bool = False
 
     def __post_init__(self) -> None:
@@ -190,7 +196,7 @@ class Config:
             raise ValueError(f"Config.seed must be an integer, got {self.seed!r}.")
         if self.low_score_threshold is not None:
             _number("low_score_threshold", self.low_score_threshold, low=-math.inf, strict=True)
-        for flag in ("track_scores", "progress"):
+        for flag in ("ls_fresh_base", "track_scores", "progress"):
             if not isinstance(getattr(self, flag), bool):
                 raise ValueError(f"Config.{flag} must be True or False, got {getattr(self, flag)!r}.")
 

@@ -49,8 +49,8 @@ class History:
         accepted: whether the Armijo condition held at the step taken.
         terms: ``(T, B, n_terms)`` the path-averaged scores of the gradient pass.
         term_names: names of those terms, e.g. ``["Del(Mx*My)", "Ins(Mx*My)", ...]``.
-        deletion: with ``Config.track_scores``, the noise-free score of the deletion image
-            :math:`\\Phi(I, \\tilde I, M)` after each iteration (lower is better), else ``None``.
+        deletion: the noise-free score of the deletion image :math:`\\Phi(I, \\tilde I, M)` after
+            each iteration (lower is better); ``None`` when ``Config.track_scores`` is off.
         insertion: likewise for the insertion image :math:`\\Phi(\\tilde I, I, M)` (higher is better).
     """
 
@@ -162,9 +162,10 @@ def explain(model: torch.nn.Module, images: torch.Tensor, target: Target = None,
     Notes:
         Cost per iteration and image: ``n_terms x S`` forward+backward images (4S for
         iGOS++, S for I-GOS), plus ``n_terms x S`` forward images per line-search trial
-        under ``torch.inference_mode``. The line search starts from the objective computed
-        in the gradient pass, so its base value shares that pass's noise draw rather than
-        a fresh one (the authors' code spends one more evaluation on a fresh draw).
+        under ``torch.inference_mode``, plus two forward images for the tracked scores.
+        The line search starts from the objective computed in the gradient pass, so its
+        base value shares that pass's noise draw rather than a fresh one; the authors'
+        code spends one more evaluation on a fresh draw (``Config.ls_fresh_base=True``).
 
     Example:
         >>> import torch, igospp
@@ -182,7 +183,8 @@ def explain(model: torch.nn.Module, images: torch.Tensor, target: Target = None,
         raise TypeError(f"config must be an igospp.Config, got {type(config).__name__}; "
                         "build one with e.g. igospp.Config.igospp(resolution=28).")
     if not callable(model):
-        raise TypeError(f"model must be a callable torch module, got {type(model).__name__}.")
+        hint = " Pass bundle.model, not the bundle." if hasattr(model, "model") else ""
+        raise TypeError(f"model must be a callable torch module, got {type(model).__name__}.{hint}")
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}.")
     images = check_images(images)
@@ -255,7 +257,8 @@ def _optimize(objective: Objective, config: Config, model: torch.nn.Module, scor
             raise FloatingPointError(f"the objective became NaN or Inf at iteration {it}; the model's scores "
                                      "are not finite on the masked images.")
         if config.line_search:
-            result = backtracking_line_search(objective.value, masks, directions, value,
+            base = objective.value(masks, index) if config.ls_fresh_base else value
+            result = backtracking_line_search(objective.value, masks, directions, base,
                                               initial_step=config.ls_initial_step, shrink=config.ls_shrink,
                                               armijo=config.ls_armijo, min_step=config.ls_min_step)
             step, trials, accepted = result.step, result.trials, result.accepted

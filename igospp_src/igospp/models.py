@@ -162,6 +162,13 @@ def load_model(name: str = "efficientnet_lite0", device: str | torch.device = "a
 
     Returns:
         The bundle, model in eval mode with frozen parameters.
+
+    Example:
+        >>> import igospp
+        >>> bundle = igospp.load_model("efficientnet_lite0", device="cpu")
+        >>> x = bundle.preprocess(igospp.sample_images(["coffee"])["coffee"])
+        >>> [name for _, name, _ in bundle.top_k(x, 2)[0]]
+        ['espresso', 'cup']
     """
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; available: {list(MODELS)}. Any nn.Module can also be "

@@ -82,6 +82,13 @@ def path_images(image: torch.Tensor, baseline: torch.Tensor, mask: torch.Tensor,
         ``(B, S, C, H, W)``. For deletion call ``path_images(I, B, M)``, for insertion
         ``path_images(B, I, M)``. Noise is drawn one path image at a time, image by image,
         in that order.
+
+    Example:
+        >>> import torch, igospp
+        >>> I, B = torch.ones(1, 3, 4, 4), torch.zeros(1, 3, 4, 4)
+        >>> path = igospp.path_images(I, B, torch.ones(1, 1, 2, 2), steps=4)
+        >>> path.shape, path[0, :, 0, 0, 0].tolist()          # from the baseline towards the image
+        (torch.Size([1, 4, 3, 4, 4]), [0.25, 0.5, 0.75, 1.0])
     """
     alphas = path_coefficients(steps, dtype=image.dtype, device=image.device)
     up = upsample(mask, tuple(image.shape[-2:]))
@@ -162,6 +169,16 @@ def insertion_path_score(model: torch.nn.Module, images: torch.Tensor, baseline:
     Same arguments as :func:`deletion_path_score`; the path runs from the clean image
     (as :math:`k/S \to 0`) to the insertion image :math:`\Phi(\tilde I, I, M)`, in which
     the salient cells (``M = 0``) show the image and the rest show the baseline.
+
+    Example:
+        >>> import torch, igospp
+        >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 4))
+        >>> x = torch.randn(1, 3, 8, 8)
+        >>> m = torch.ones(1, 1, 4, 4, requires_grad=True)
+        >>> s = igospp.insertion_path_score(model, x, igospp.blur_baseline(x), m, target=0)
+        >>> (grad,) = torch.autograd.grad(-s.sum(), m)     # eq. (5): minus the gradient of Ins
+        >>> grad.shape
+        torch.Size([1, 1, 4, 4])
     """
     scorer = _class_scorer(model, images, target, score)
     return path_score(model, baseline, images, mask, scorer, steps, noise_std, generator)

@@ -97,6 +97,12 @@ def image_weights(image: torch.Tensor, sigma: float = 0.01,
 
     Returns:
         ``(w_vertical (B, 1, H-1, W), w_horizontal (B, 1, H, W-1))``.
+
+    Example:
+        >>> import torch, igospp
+        >>> image = torch.zeros(1, 3, 1, 3); image[..., 2] = 0.05   # a faint edge between columns 1 and 2
+        >>> igospp.image_weights(image)[1]                          # exp(-0.05^2 / 0.01): 1 on flat, 0.78 on the edge
+        tensor([[[[1.0000, 0.7788]]]])
     """
     dv = image[..., :-1, :] - image[..., 1:, :]
     dh = image[..., :, :-1] - image[..., :, 1:]
@@ -164,6 +170,12 @@ def regularizer(image: torch.Tensor, mask: torch.Tensor, *, l1: float, l2: float
 
     Returns:
         ``(B,)``.
+
+    Example:
+        >>> import torch, igospp
+        >>> m = torch.ones(1, 1, 5, 5); m[0, 0, 2, 2] = 0.0
+        >>> igospp.regularizer(torch.zeros(1, 3, 5, 5), m, l1=1.0, l2=20.0, smoothness="tv")   # 1/25 + 20 * 4/20
+        tensor([4.0400])
     """
     smooth = bilateral_tv(image, mask, beta, sigma, form) if smoothness == "btv" else tv(mask, beta)
     return l1 * l1_term(mask) + l2 * smooth

@@ -107,6 +107,15 @@ def resolve_target(target: Target, clean_output: torch.Tensor, score: str) -> Sc
     Returns:
         A :class:`Scorer`; its ``classes`` is the ``(B,)`` class explained per image
         (``-1`` for images with a callable target).
+
+    Example:
+        >>> import torch, igospp
+        >>> out = torch.tensor([[0.0, 2.0], [1.0, 0.0]])
+        >>> igospp.resolve_target(None, out, "softmax").classes        # top-1 of each image
+        tensor([1, 0])
+        >>> scorer = igospp.resolve_target([0, lambda o: o[:, 1]], out, "logit")
+        >>> scorer.classes, scorer(out, torch.tensor([0, 1]))
+        (tensor([ 0, -1]), tensor([0., 0.]))
     """
     batch, num_classes = clean_output.shape
     functions: list[ScoreFn | None] = [None] * batch
