@@ -34,10 +34,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import igospp
 import numpy as np
 import torch
 from PIL import Image
+
+import igospp
 
 
 def _load_folder(folder: Path, n: int) -> dict[str, np.ndarray]:

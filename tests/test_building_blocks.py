@@ -3,13 +3,14 @@
 Facts marked "10.1.n" are the checkable facts of official-algorithm.md section 10.1.
 """
 
-import igospp
 import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import ndimage
+
+import igospp
 
 
 # ----------------------------------------------------------------------------- Phi (10.1.2)

@@ -1,7 +1,8 @@
 """Config: presets carry the paper's and the official code's constants; bad values are refused early."""
 
-import igospp
 import pytest
+
+import igospp
 from igospp import Config
 
 

@@ -1,8 +1,9 @@
 """On a CUDA device the optimizer follows the model and agrees with the CPU (skipped without CUDA)."""
 
-import igospp
 import pytest
 import torch
+
+import igospp
 
 from .conftest import SmoothModel
 

@@ -1,9 +1,10 @@
 """Every bad input is refused before any work, with an error that names the argument and the fix."""
 
-import igospp
 import pytest
 import torch
 from torch import nn
+
+import igospp
 
 from .conftest import SingleLogitModel, SmoothModel
 

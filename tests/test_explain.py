@@ -3,11 +3,12 @@
 import math
 import warnings
 
-import igospp
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+import igospp
 
 from .conftest import PatchModel, SingleLogitModel, SmoothModel
 

@@ -1,8 +1,9 @@
 """The directions: integrated gradients against finite differences and against the spec's formulas."""
 
-import igospp
 import pytest
 import torch
+
+import igospp
 from igospp.paths import Counter, PathEngine
 
 from .conftest import SmoothModel

@@ -1,8 +1,9 @@
 """Backtracking line search (eq. 8) with the official constants (10.1.6)."""
 
-import igospp
 import pytest
 import torch
+
+import igospp
 
 
 def test_step_sequence_is_the_official_one():

@@ -1,10 +1,11 @@
 """The offline model bundle and the bundled photos."""
 
-import igospp
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+
+import igospp
 
 CAT_BREEDS = {"tabby", "tiger cat", "Persian cat", "Siamese cat", "Egyptian cat"}
 
@@ -90,3 +91,108 @@ def test_explain_the_cat_end_to_end(bundle):
     assert bundle.class_names[exp.target.item()] in CAT_BREEDS
     assert exp.mask.shape == (1, 1, 7, 7) and (exp.mask < 1).any()
     assert exp.stats.backward_images == 2 * 4 * 2
+
+
+# ----------------------------------------------------------------------------- more models
+def test_resnet50_offline_without_cache_says_what_to_do(monkeypatch):
+    import urllib.error
+
+    import torchvision.models._api as api
+
+    def offline(url, *args, **kwargs):
+        raise urllib.error.URLError("Name or service not known")
+
+    monkeypatch.setattr(api, "load_state_dict_from_url", offline)
+    with pytest.raises(igospp.WeightsUnavailableError, match=r"resnet50.*download.pytorch.org.*efficientnet_lite0"):
+        igospp.load_model("resnet50", device="cpu")
+
+
+@pytest.mark.parametrize("name", ["resnet50", "vgg19"])
+def test_torchvision_models_load_from_the_cache(monkeypatch, name):
+    import torchvision
+    import torchvision.models._api as api
+
+    state = getattr(torchvision.models, name)().state_dict()      # stands in for the cached file
+    monkeypatch.setattr(api, "load_state_dict_from_url", lambda url, *a, **k: state)
+    bundle = igospp.load_model(name, device="cpu")
+    assert bundle.name == name and len(bundle.class_names) == 1000 and not bundle.model.training
+    x = torch.randn(1, 3, 224, 224)
+    cam = igospp.baselines.GradCAM()(bundle.model, x, target=0)
+    assert cam.shape == ((1, 1, 7, 7) if name == "resnet50" else (1, 1, 14, 14))
+
+
+def test_timm_models(monkeypatch):
+    import timm
+
+    with pytest.raises(ValueError, match="unknown timm model"):
+        igospp.load_model("timm:not_a_model")
+    real = timm.create_model
+
+    def offline(name, pretrained=False, **kw):
+        raise OSError("We couldn't connect to 'https://huggingface.co'")
+
+    monkeypatch.setattr(timm, "create_model", offline)
+    with pytest.raises(igospp.WeightsUnavailableError, match="timm:resnet18.*Hugging Face"):
+        igospp.load_model("timm:resnet18", device="cpu")
+    monkeypatch.setattr(timm, "create_model", lambda name, pretrained=False, **kw: real(name, pretrained=False))
+    bundle = igospp.load_model("timm:resnet18", device="cpu")
+    assert bundle.input_size == (224, 224) and bundle.mean == pytest.approx(igospp.IMAGENET_MEAN)
+    assert igospp.baselines.gradcam_layer(bundle.model) is bundle.model.layer4
+
+
+def test_any_module_with_its_own_preprocessing():
+    from .conftest import SmoothModel
+
+    model = SmoothModel(channels=1, classes=3, dtype=torch.float32)
+    bundle = igospp.ModelBundle("digits", model, (8, 8), mean=(0.5,), std=(0.5,),
+                                class_names=["a", "b", "c"],
+                                transform=lambda img: torch.as_tensor(img, dtype=torch.float32)[None] / 16)
+    x = bundle.preprocess([np.full((8, 8), 16.0), np.zeros((8, 8))])
+    assert x.shape == (2, 1, 8, 8) and x.max() == 1
+    exp = igospp.explain(bundle.model, x, config=igospp.Config.igospp(resolution=4, iterations=1, ig_steps=2,
+                                                                      low_score_threshold=None))
+    assert exp.mask.shape == (2, 1, 4, 4)
+
+
+# ----------------------------------------------------------------------------- image folders
+def _write(path, size=(12, 10)):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.zeros((size[1], size[0], 3), np.uint8)).save(path)
+
+
+def test_image_folder_flat_and_per_class(tmp_path):
+    _write(tmp_path / "flat" / "n01491361_tiger_shark.JPEG")
+    _write(tmp_path / "flat" / "holiday.png")
+    (tmp_path / "flat" / "README.md").write_text("not an image")
+    flat = igospp.image_folder(tmp_path / "flat")
+    assert [(r.name, r.synset, r.label) for r in flat] == [("holiday", None, None),
+                                                           ("n01491361_tiger_shark", "n01491361", 3)]
+    _write(tmp_path / "classes" / "n01530575" / "ILSVRC2012_val_00000001.JPEG")
+    rec = igospp.image_folder(tmp_path / "classes")[0]
+    assert (rec.synset, rec.label) == ("n01530575", 10) and rec.load().shape == (10, 12, 3)
+
+
+@pytest.mark.filterwarnings("ignore:skipped 1 unreadable")
+def test_image_folder_subset_is_seeded_and_unreadable_files_are_skipped(tmp_path):
+    for i in range(12):
+        _write(tmp_path / f"img{i:02d}.png")
+    (tmp_path / "broken.jpg").write_bytes(b"not a jpeg at all")
+    a = igospp.image_folder(tmp_path, n=11, seed=3)
+    b = igospp.image_folder(tmp_path, n=11, seed=3)
+    assert [r.name for r in a] == [r.name for r in b] and len(a) == 11
+    assert [r.name for r in a] == sorted(r.name for r in a)
+    assert [r.name for r in igospp.image_folder(tmp_path, n=4, seed=4)] != [r.name for r in
+                                                                            igospp.image_folder(tmp_path, n=4, seed=5)]
+    with pytest.warns(UserWarning, match="skipped 1 unreadable file.*broken.jpg"):
+        everything = igospp.image_folder(tmp_path)
+    assert len(everything) == 12 and everything.skipped[0][0].name == "broken.jpg"
+
+
+def test_image_folder_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        igospp.image_folder(tmp_path / "missing")
+    with pytest.raises(FileNotFoundError, match="no image files"):
+        igospp.image_folder(tmp_path)
+    _write(tmp_path / "a.png")
+    with pytest.raises(ValueError, match="n must be a positive integer"):
+        igospp.image_folder(tmp_path, n=0)

@@ -5,8 +5,9 @@ import re
 import tomllib
 from pathlib import Path
 
-import igospp
 import yaml
+
+import igospp
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -2,11 +2,12 @@
 
 import math
 
-import igospp
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+import igospp
 
 
 def _grad(fn, mask):

@@ -8,23 +8,32 @@
 (torch.Size([1, 1, 7, 7]), torch.Size([1, 1, 224, 224]))
 """
 
+from . import baselines, metrics, viz
 from .blur import blur_baseline, gaussian_kernel1d, scaled_blur_parameters
 from .composition import phi, upsample
 from .config import METHODS, Config
-from .data import SAMPLE_IMAGES, sample_images
+from .data import SAMPLE_IMAGES, ImageFolder, ImageRecord, image_folder, sample_images
 from .explain import Explanation, History, LowScoreWarning, Stats, explain
 from .inputs import TrainingModeWarning
 from .line_search import LineSearchResult, backtracking_line_search, step_sequence
-from .models import IMAGENET_MEAN, IMAGENET_STD, MODELS, ModelBundle, imagenet_class_names, load_model
+from .models import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    MODELS,
+    ModelBundle,
+    WeightsUnavailableError,
+    imagenet_class_names,
+    load_model,
+)
 from .objectives import Objective, method_terms
 from .paths import (
-                    PathEngine,
-                    PathTerm,
-                    deletion_path_score,
-                    insertion_path_score,
-                    path_coefficients,
-                    path_images,
-                    path_score,
+    PathEngine,
+    PathTerm,
+    deletion_path_score,
+    insertion_path_score,
+    path_coefficients,
+    path_images,
+    path_score,
 )
 from .regularizers import bilateral_tv, image_weights, l1_term, regularizer, tv
 from .targets import Scorer, resolve_target
@@ -39,6 +48,7 @@ __all__ = [
     "l1_term", "tv", "bilateral_tv", "image_weights", "regularizer",
     "backtracking_line_search", "step_sequence", "LineSearchResult",
     "Scorer", "resolve_target",
-    "load_model", "ModelBundle", "MODELS", "imagenet_class_names", "IMAGENET_MEAN", "IMAGENET_STD",
-    "sample_images", "SAMPLE_IMAGES",
+    "load_model", "ModelBundle", "MODELS", "WeightsUnavailableError", "imagenet_class_names",
+    "IMAGENET_MEAN", "IMAGENET_STD",
+    "sample_images", "SAMPLE_IMAGES", "image_folder", "ImageFolder", "ImageRecord", "metrics", "baselines", "viz",
 ]

@@ -112,6 +112,12 @@ class Explanation:
     stats: Stats
     config: Config = field(repr=False)
 
+    @property
+    def cell_saliency(self) -> torch.Tensor:
+        """``(B, 1, h, w)`` ``1 - mask`` at mask resolution (high = salient): what the authors'
+        metric ranks (:func:`igospp.metrics.insertion_deletion` with ``unit="cells"``)."""
+        return 1 - self.mask
+
 
 def _warn_low_scores(scores: torch.Tensor, threshold: float | None) -> None:
     if threshold is None:

@@ -79,14 +79,16 @@ def check_resolution(config: Config, height: int, width: int) -> None:
                          f"choose at most {height} x {width} cells.")
 
 
-def resolve_baseline(baseline: BaselineLike, images: torch.Tensor, config: Config) -> torch.Tensor:
+def resolve_baseline(baseline: BaselineLike, images: torch.Tensor, config: Config | None = None) -> torch.Tensor:
     """Turn the ``baseline`` argument into a ``(B, C, H, W)`` tensor like ``images``.
 
-    ``None``: the blur of :func:`igospp.blur_baseline` with the config's kernel; a number: a
+    ``None``: the blur of :func:`igospp.blur_baseline` with the config's kernel (default
+    :class:`Config`'s); a number: a
     constant image (in normalised units); a tensor of the images' shape, or ``(C, H, W)`` /
     ``(1, C, H, W)`` shared by all images; a callable ``f(images) -> tensor`` of the images' shape.
     """
     if baseline is None:
+        config = config or Config()
         out = blur_baseline(images, config.blur_kernel_size, config.blur_sigma, config.blur_reference_size)
     elif isinstance(baseline, (int, float)) and not isinstance(baseline, bool):
         out = torch.full_like(images, float(baseline))

