@@ -110,6 +110,14 @@ def test_evaluate_resumes_shards_and_summarizes(photos, tmp_path, capsys):
     assert "| Grad-CAM | 7x7 | 2 |" in capsys.readouterr().out
 
 
+def test_mask_keeps_its_plain_gradient_when_ig_steps_is_given():
+    from igospp.evaluation import Job, _options
+
+    assert "ig_steps" not in _options(Job("mask", 28), {"ig_steps": 5, "iterations": 3})
+    assert _options(Job("igos", 28), {"ig_steps": 5, "iterations": 3}) == {"ig_steps": 5, "iterations": 3}
+    assert _options(Job("rise", None), {"rise_masks": 10, "ig_steps": 5}) == {"n_masks": 10}
+
+
 def test_summaries_refuse_mixed_protocols(tmp_path):
     from igospp.evaluation import summarize
 

@@ -36,3 +36,22 @@ def test_efficientnet_on_cuda():
     x = bundle.preprocess(igospp.sample_images(["chelsea"])["chelsea"])
     exp = igospp.explain(bundle.model, x, config=igospp.Config.igospp(resolution=28, iterations=3))
     assert exp.mask.shape == (1, 1, 28, 28) and exp.mask.device.type == "cuda"
+
+
+def test_metric_and_baselines_on_cuda_match_cpu():
+    bundle = igospp.load_model(device="cpu")
+    x = bundle.preprocess(igospp.sample_images(["chelsea"])["chelsea"])
+    sal = torch.rand(1, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    cpu = igospp.metrics.insertion_deletion(bundle.model, x, sal)
+    gpu_model = igospp.load_model(device="cuda").model
+    gpu = igospp.metrics.insertion_deletion(gpu_model, x.cuda(), sal.cuda())
+    assert gpu.deletion_auc.device.type == "cuda"
+    assert torch.allclose(gpu.deletion_auc.cpu(), cpu.deletion_auc, atol=2e-3)
+    assert torch.allclose(gpu.insertion_auc.cpu(), cpu.insertion_auc, atol=2e-3)
+    rise_cpu = igospp.baselines.RISE(n_masks=64)(bundle.model, x)
+    rise_gpu = igospp.baselines.RISE(n_masks=64)(gpu_model, x.cuda())
+    assert torch.allclose(rise_gpu.cpu(), rise_cpu, atol=2e-3)            # same seeded masks on every device
+    cam = igospp.baselines.GradCAM()(gpu_model, x.cuda())
+    assert cam.shape == (1, 1, 7, 7) and cam.device.type == "cuda"
+    ig = igospp.baselines.IntegratedGrad(steps=8)(gpu_model, x.cuda())
+    assert ig.shape == (1, 1, 224, 224)

@@ -215,7 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--out", default="igospp-out", help="output folder (default igospp-out)")
     ex.add_argument("--protocol", default="igospp", choices=list(PROTOCOLS), help="insertion/deletion protocol")
     ex.add_argument("--iterations", type=int, default=None, help="override the method's iterations")
-    ex.add_argument("--ig-steps", type=int, default=None, help="override the integration steps")
+    ex.add_argument("--ig-steps", type=int, default=None,
+                    help="override the integration steps (not for mask, whose plain gradient is one step)")
     ex.add_argument("--rise-masks", type=int, default=None, help="number of RISE masks (default 8000)")
     ex.add_argument("--seed", type=int, default=0)
     ex.set_defaults(func=cmd_explain)
@@ -231,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--shard", default="0/1", help="K/N: this process takes the images whose index is K mod N")
     ev.add_argument("--protocol", default="igospp", choices=list(PROTOCOLS))
     ev.add_argument("--iterations", type=int, default=None)
-    ev.add_argument("--ig-steps", type=int, default=None)
+    ev.add_argument("--ig-steps", type=int, default=None, help="integration steps (not applied to mask)")
     ev.add_argument("--rise-masks", type=int, default=None)
     ev.add_argument("--batch-size", type=int, default=None, help="images per model call")
     ev.add_argument("--batch-images", type=int, default=1, help="images explained together (faster on a GPU)")

@@ -88,8 +88,14 @@ def versions() -> dict[str, str]:
 
 
 def _options(job: Job, options: dict[str, Any]) -> dict[str, Any]:
-    """The subset of ``options`` that ``job``'s method takes."""
-    if job.method in OPTIMIZED:
+    """The subset of ``options`` that ``job``'s method takes.
+
+    ``ig_steps`` is not applied to Mask: its plain gradient *is* the one-step path, and more
+    steps would turn it into I-GOS.
+    """
+    if job.method == "mask":
+        keys = ("iterations", "seed", "batch_size")
+    elif job.method in OPTIMIZED:
         keys = ("iterations", "ig_steps", "seed", "batch_size")
     else:
         keys = {"rise": ("n_masks", "seed", "batch_size"), "ig": ("steps", "batch_size"), "gradcam": ()}[job.method]
@@ -179,15 +185,19 @@ def evaluate(images: str | Path, out: str | Path, *, model: str | ModelBundle = 
     opts = dict(options or {}, seed=seed)
     meta = {"model": bundle.name, "device": str(bundle.device), "images_dir": str(Path(images)),
             "n_images": len(folder), "shard": f"{k}/{n_shards}", "versions": versions()}
-    pending = [(job, rec) for job in todo_jobs for rec in mine if read_json(_record_path(out, rec, job)) is None]
+    pending = {(job, rec.path) for job in todo_jobs for rec in mine if read_json(_record_path(out, rec, job)) is None}
     written: list[Path] = []
     bar = tqdm(total=len(todo_jobs) * len(mine), initial=len(todo_jobs) * len(mine) - len(pending),
                disable=not progress, desc="evaluate", unit="heatmap")
+    # Images go through in groups, every method on a group before the next group, so a run cut
+    # short leaves complete rows of the table for the images it reached.
     with bar:
-        for job in todo_jobs:
-            recs = [rec for j, rec in pending if j == job]
-            for start in range(0, len(recs), batch_images):
-                group = recs[start:start + batch_images]
+        for start in range(0, len(mine), batch_images):
+            images_group = mine[start:start + batch_images]
+            for job in todo_jobs:
+                group = [rec for rec in images_group if (job, rec.path) in pending]
+                if not group:
+                    continue
                 x = bundle.preprocess([rec.load() for rec in group])
                 with torch.no_grad():
                     probs = bundle.model(x).softmax(dim=1)
@@ -254,19 +264,21 @@ class Summary:
     protocol: dict[str, Any]
     images_dir: str
     devices: list[str] = field(default_factory=list)
+    batch_images: list[int] = field(default_factory=list)
 
     def header(self) -> str:
         p = self.protocol
         steps = f"{p['step']} units/step" if p.get("step") else f"about {p['n_steps']} steps"
         return (f"model: {self.model}; protocol: {p['name']} (deletion to {p['deletion_substrate']}, insertion from "
                 f"{p['insertion_substrate']}, ranking {p['unit']}, {steps}, {p['score']} of the top-1 class, "
-                f"trapezoid AUC); images: {self.images_dir}; device: {', '.join(self.devices)}")
+                f"trapezoid AUC); images: {self.images_dir}; device: {', '.join(self.devices)}; images per "
+                f"method call: {', '.join(map(str, self.batch_images))} (seconds / image = call time / images)")
 
     def to_markdown(self) -> str:
         def fmt(mean: float, se: float) -> str:
             return f"{mean:.4f}" if math.isnan(se) else f"{mean:.4f} ± {se:.4f}"
 
-        lines = [f"<!-- {self.header()} -->", "", f"*{self.header()}*", "",
+        lines = [f"*{self.header()}*", "",
                  "| method | resolution | images | deletion AUC (lower is better) | insertion AUC (higher is better) "
                  "| seconds / image |", "|---|---|---|---|---|---|"]
         for r in self.rows:
@@ -322,4 +334,5 @@ def summarize(records: list[dict[str, Any]]) -> Summary:
                          insertion_mean=i_mean, insertion_se=i_se,
                          seconds_mean=float(np.mean([r["seconds"] for r in group]))))
     return Summary(rows=rows, model=models[0], protocol=records[0]["protocol"],
-                   images_dir=records[0]["images_dir"], devices=sorted({r["device"] for r in records}))
+                   images_dir=records[0]["images_dir"], devices=sorted({r["device"] for r in records}),
+                   batch_images=sorted({int(r.get("batch_images", 1)) for r in records}))
