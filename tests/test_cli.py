@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 import igospp
@@ -38,7 +39,7 @@ def test_explain_writes_every_output(photos, tmp_path, capsys):
     assert record["protocol"]["name"] == "igospp" and record["config"]["iterations"] == 1
     assert 0 <= record["deletion_auc"] <= 1 and record["legacy_insertion_auc"] is not None
     assert record["timings"]["method_seconds"] > 0 and record["stats"]["backward_images"] == 1 * 4 * 2
-    assert record["versions"]["torch"] and record["device"] == "cpu"
+    assert record["versions"]["torch"] and record["device"] == ("cuda:0" if torch.cuda.is_available() else "cpu")
 
 
 def test_explain_targets_by_index_and_name(photos, tmp_path, capsys):
@@ -112,6 +113,21 @@ def test_evaluate_resumes_shards_and_summarizes(photos, tmp_path, capsys):
     assert "| Grad-CAM | 7x7 | 2 |" in capsys.readouterr().out
 
 
+def test_shard_auto_reads_torchrun_and_slurm(monkeypatch):
+    from igospp.cli import _shard
+
+    for var in ("WORLD_SIZE", "RANK", "SLURM_ARRAY_TASK_COUNT", "SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_MIN"):
+        monkeypatch.delenv(var, raising=False)
+    assert _shard("auto") == (0, 1) and _shard("3/8") == (3, 8)
+    monkeypatch.setenv("SLURM_ARRAY_TASK_COUNT", "4")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "6")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_MIN", "5")
+    assert _shard("auto") == (1, 4)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    assert _shard("auto") == (1, 2)
+
+
 def test_mask_keeps_its_plain_gradient_when_ig_steps_is_given():
     from igospp.evaluation import Job, _options
 
@@ -129,3 +145,17 @@ def test_summaries_refuse_mixed_protocols(tmp_path):
         summarize([a, dict(a, protocol={"name": "rise"})])
     one = summarize([a, dict(a, deletion_auc=0.3)])
     assert one.rows[0]["deletion_mean"] == pytest.approx(0.2) and one.rows[0]["deletion_se"] == pytest.approx(0.1)
+
+
+def test_atomic_writes_leave_ordinary_files_and_no_temporaries(tmp_path):
+    import os
+    import stat
+
+    from igospp.storage import read_json, write_json
+
+    path = write_json(tmp_path / "sub" / "r.json", {"a": 1})
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
+    assert read_json(path) == {"a": 1} and read_json(tmp_path / "missing.json") is None
+    assert [p.name for p in path.parent.iterdir()] == ["r.json"]

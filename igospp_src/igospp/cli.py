@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -58,6 +59,15 @@ def _methods(text: str) -> list[str]:
 
 
 def _shard(text: str) -> tuple[int, int]:
+    """``K/N``, or ``auto``: torchrun's ``RANK``/``WORLD_SIZE`` or a Slurm array's task id and count."""
+    if text == "auto":
+        env = os.environ
+        if "WORLD_SIZE" in env:
+            return int(env.get("RANK", "0")), int(env["WORLD_SIZE"])
+        if "SLURM_ARRAY_TASK_COUNT" in env:
+            first = int(env.get("SLURM_ARRAY_TASK_MIN", "0"))
+            return int(env["SLURM_ARRAY_TASK_ID"]) - first, int(env["SLURM_ARRAY_TASK_COUNT"])
+        return 0, 1
     try:
         k, n = (int(v) for v in text.split("/"))
     except ValueError:
@@ -171,7 +181,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     resolutions = _int_list(args.resolutions, "--resolutions")
     if not Path(args.images).is_dir():
         raise CLIError(f"--images {args.images!r} is not a folder.")
-    bundle = load_model(args.model, device=args.device)
+    device = args.device
+    if device == "auto" and "LOCAL_RANK" in os.environ and torch.cuda.is_available():
+        device = f"cuda:{os.environ['LOCAL_RANK']}"          # one GPU per torchrun process
+    bundle = load_model(args.model, device=device)
     too_big = [r for r in resolutions if r > min(bundle.input_size)]
     if too_big:
         raise CLIError(f"--resolutions {too_big} exceed the model's input size {bundle.input_size}.")
@@ -229,7 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--model", default="efficientnet_lite0", help=model_help)
     ev.add_argument("--device", default="auto")
     ev.add_argument("--out", default="igospp-eval")
-    ev.add_argument("--shard", default="0/1", help="K/N: this process takes the images whose index is K mod N")
+    ev.add_argument("--shard", default="0/1", help="K/N: this process takes the images whose index is K mod N; "
+                    "'auto' reads torchrun's RANK/WORLD_SIZE or a Slurm array's task id and count")
     ev.add_argument("--protocol", default="igospp", choices=list(PROTOCOLS))
     ev.add_argument("--iterations", type=int, default=None)
     ev.add_argument("--ig-steps", type=int, default=None, help="integration steps (not applied to mask)")
