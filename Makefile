@@ -1,4 +1,4 @@
-# igospp: two commands do all set-up on a fresh machine (Python 3.11 + pip):
+# igospp: two commands do all set-up on a fresh machine (Python 3.11, pip, npm; Debian for chromium):
 #   make book   builds the book into _build/html
 #   make test   runs every check
 # Both create .venv and install the pinned dependencies first (pip only: it is the
@@ -8,33 +8,79 @@ PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+VENDOR := book/_static/vendor
 PIP_FLAGS := --disable-pip-version-check --quiet
 BOOK_FLAGS := --all -W -n --keep-going
+NBVAL_FLAGS := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
 
-.PHONY: help install test unit book bench clean
+.PHONY: help install test unit notebooks-check nbval book browser chromium vendor chapters chapter refs times \
+        bench clean
 
 help:
-	@echo "make book    install into $(VENV) and build the book (_build/html)"
-	@echo "make test    install into $(VENV) and run every check (lint, unit tests, doctests, strict book build)"
-	@echo "make bench   time explain() per method and resolution (benchmarks/bench_explain.py)"
-	@echo "make clean   remove build outputs (keeps $(VENV))"
+	@echo "make book     install into $(VENV) and build the book (_build/html)"
+	@echo "make test     install and run every check: lint, unit tests and doctests, notebook checks,"
+	@echo "              nbval on the tiny profile, strict book build, headless-browser check"
+	@echo "make chapters re-execute every chapter in place with its book profile (papermill)"
+	@echo "make chapter NB=book/chapters/03_....ipynb PARAMS=book/params/full.yaml   one chapter -> _build/runs/"
+	@echo "make refs     regenerate the tiny reference notebooks in tests/notebooks"
+	@echo "make times    run times of the committed chapters"
+	@echo "make bench    time explain() per method and resolution (benchmarks/bench_explain.py)"
+	@echo "make clean    remove build outputs (keeps $(VENV))"
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	@$(PYTHON) -c 'import sys; v = sys.version_info; sys.exit(0 if v[:2] == (3, 11) else "igospp needs Python 3.11, found %d.%d (set PYTHON=/path/to/python3.11)" % v[:2])'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install $(PIP_FLAGS) -c requirements/constraints.txt -e ".[test,book]"
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 > /dev/null
 	touch $(STAMP)
 
 install: $(STAMP)
 
+# JavaScript the static book serves itself (no CDN): require.js and the Jupyter widget manager, from npm.
+$(VENDOR)/.stamp: book/vendor/package.json book/vendor/package-lock.json
+	cd book/vendor && npm ci --no-audit --no-fund --ignore-scripts --silent
+	rm -rf $(VENDOR) && mkdir -p $(VENDOR)/html-manager
+	cp book/vendor/node_modules/requirejs/require.js $(VENDOR)/
+	cd book/vendor/node_modules/@jupyter-widgets/html-manager/dist && \
+	  cp embed-amd.js libembed-amd.js *.woff *.woff2 *.ttf *.eot *.svg ../../../../../_static/vendor/html-manager/
+	touch $@
+
+vendor: $(VENDOR)/.stamp
+
 unit: $(STAMP)
-	$(BIN)/ruff check igospp_src tests benchmarks
+	$(BIN)/ruff check igospp_src tests benchmarks tools
 	$(BIN)/python -m pytest
 
-book: $(STAMP)
+notebooks-check: $(STAMP)
+	$(BIN)/python tools/nbtool.py check
+
+nbval: $(STAMP)
+	$(BIN)/python -m pytest $(NBVAL_FLAGS) tests/notebooks
+
+book: $(STAMP) vendor
 	$(BIN)/jupyter-book build . $(BOOK_FLAGS)
 
-test: unit book
+chromium:
+	@command -v chromium > /dev/null || { \
+	  echo "installing Debian's chromium for the browser check"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium > /dev/null; }
+
+browser: book chromium
+	$(BIN)/python -m pytest tests/browser --book -p no:cacheprovider
+
+test: unit notebooks-check nbval browser
+
+chapters: $(STAMP)
+	$(BIN)/python tools/nbtool.py chapters
+
+chapter: $(STAMP)
+	$(BIN)/python tools/nbtool.py run $(NB) $(if $(PARAMS),--params $(PARAMS))
+
+refs: $(STAMP)
+	$(BIN)/python tools/nbtool.py refs
+
+times: $(STAMP)
+	$(BIN)/python tools/nbtool.py times
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_explain.py

@@ -69,3 +69,26 @@ def smooth_model() -> SmoothModel:
 def images64() -> torch.Tensor:
     """Two float64 3 x 16 x 20 images (non-square on purpose)."""
     return torch.randn(2, 3, 16, 20, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+
+
+# ----------------------------------------------------------------------------- notebooks and the built book
+def pytest_addoption(parser):
+    parser.addoption("--book", action="store_true", default=False,
+                     help="run the browser checks of the built book (_build/html); needs Debian's chromium")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--book"):
+        return
+    skip = pytest.mark.skip(reason="browser checks run with --book after `make book`")
+    for item in items:
+        if "browser" in item.keywords:
+            item.add_marker(skip)
+
+
+def pytest_collectstart(collector):
+    """nbval: compare text outputs only; figures, widgets and warnings on stderr vary by design."""
+    if collector.__class__.__name__ == "IPyNbFile":
+        collector.skip_compare += ("stderr", "image/svg+xml", "application/javascript",
+                                   "application/papermill.record/image/png", "text/html",
+                                   "application/vnd.jupyter.widget-state+json")
