@@ -48,7 +48,7 @@ $(VENDOR)/.stamp: book/vendor/package.json book/vendor/package-lock.json
 vendor: $(VENDOR)/.stamp
 
 unit: $(STAMP)
-	$(BIN)/ruff check igospp_src tests benchmarks tools
+	$(BIN)/ruff check igospp_src tests benchmarks tools book
 	$(BIN)/python -m pytest
 
 notebooks-check: $(STAMP)

@@ -159,3 +159,43 @@ def test_atomic_writes_leave_ordinary_files_and_no_temporaries(tmp_path):
     assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
     assert read_json(path) == {"a": 1} and read_json(tmp_path / "missing.json") is None
     assert [p.name for p in path.parent.iterdir()] == ["r.json"]
+
+
+def test_ablations_are_igospp_with_one_field_replaced_and_bundled_photos_need_no_folder(tmp_path, capsys):
+    from igospp.evaluation import ABLATIONS, Job, _options, jobs
+
+    assert {j.key for j in jobs(["igospp_nobtv", "gradcam"], [7, 28])} == {"igospp_nobtv7", "igospp_nobtv28",
+                                                                         "gradcam"}
+    with pytest.raises(ValueError, match="unknown method.*igospp_nonoise"):
+        jobs(["igospp_nothing"], [7])
+    assert _options(Job("mask", 28), {"iterations": 3, "mask_iterations": 50}) == {"iterations": 50}
+    assert _options(Job("igos", 28), {"iterations": 3, "mask_iterations": 50}) == {"iterations": 3}
+    args = ["evaluate", "--images", "bundled", "--n", "1", "--methods", ",".join(ABLATIONS), "--resolutions", "4",
+            "--no-progress", "--out", str(tmp_path), *FAST]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    for name in ("iGOS++ (no noise)", "iGOS++ (fix step size)", "iGOS++ (no BTV)"):
+        assert f"| {name} | 4x4 | 1 |" in out
+    assert len(list((tmp_path / "bundled").glob("*.png"))) == len(igospp.SAMPLE_IMAGES)
+    configs = {r["method"]: r["method_config"] for r in
+               (json.loads(p.read_text()) for p in (tmp_path / "records").glob("*.json"))}
+    base = igospp.Config.igospp(4, iterations=1, ig_steps=2).to_dict()
+    for name, (_, changes) in ABLATIONS.items():
+        differ = {k for k in base if configs[name][k] != base[k] and k != "seed"}
+        assert differ == set(changes), name
+    assert main(["evaluate", "--images", "nowhere", "--methods", "gradcam"]) == 2
+    assert "'bundled' for the bundled photos" in capsys.readouterr().err
+
+
+def test_paper_tables_render_beside_reproduced_rows():
+    import igospp.paper as paper
+
+    row = dict(method="gradcam", name="Grad-CAM", resolution="7x7", n=1, deletion_mean=0.2,
+               deletion_se=float("nan"), insertion_mean=0.5, insertion_se=float("nan"))
+    last = paper.side_by_side([row], paper.TABLE2).splitlines()[-1]
+    assert last == "| Grad-CAM | 7x7 | 1 | 0.2000 | 0.1527 | 0.5000 | 0.5938 |"     # matched by method alone
+    row = dict(row, method="mask", name="Mask")
+    assert "| 0.1753 |" in paper.side_by_side([row], paper.TABLE2, coarse={7: 14})
+    assert "| -- |" in paper.side_by_side([row], paper.TABLE2)
+    # Table 3 repeats Table 1's I-GOS and iGOS++ rows.
+    assert all(paper.TABLE3[k] == paper.TABLE1[k] for k in paper.TABLE3 if k in paper.TABLE1)

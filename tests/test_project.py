@@ -1,10 +1,14 @@
 """The project's promises about itself: exact pins that agree everywhere, the README's commands, the public API."""
 
 import inspect
+import json
 import re
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
+import pytest
 import yaml
 
 import igospp
@@ -64,3 +68,34 @@ def test_public_api_is_exported_and_documented():
     for fn in (igospp.explain, igospp.deletion_path_score, igospp.bilateral_tv, igospp.backtracking_line_search,
                igospp.blur_baseline, igospp.upsample, igospp.phi):
         assert "Example:" in fn.__doc__ and "Args:" in fn.__doc__, fn.__name__
+
+
+def test_optional_submodules_load_on_first_use():
+    code = ("import sys, igospp; before = 'igospp.sanity' in sys.modules; s = igospp.sanity; "
+            "print(before, s.__name__, 'sanity' in dir(igospp))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["False", "igospp.sanity", "True"]
+    with pytest.raises(AttributeError, match="has no attribute 'nothing_here'"):
+        igospp.nothing_here  # noqa: B018
+
+
+def test_chapter_hash_covers_exactly_the_modules_the_chapter_loaded(tmp_path):
+    import nbformat
+
+    sys_path = str(ROOT / "tools")
+    sys.path.insert(0, sys_path)
+    try:
+        import nbtool
+    finally:
+        sys.path.remove(sys_path)
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")])
+    probe = nbformat.v4.new_code_cell(nbtool.PROBE, metadata={"tags": [nbtool.PROBE_TAG]})
+    files = [str(nbtool.LIBRARY / "__init__.py"), str(nbtool.LIBRARY / "config.py"), "/elsewhere/other.py"]
+    probe.outputs = [nbformat.v4.new_output("stream", name="stdout", text=json.dumps(files))]
+    nb.cells.append(probe)
+    assert nbtool.loaded_modules(nb) == ["__init__.py", "config.py"] and len(nb.cells) == 1
+    h = nbtool.source_hash(nb, {}, ["config.py"])
+    assert h == nbtool.source_hash(nb, {}, ["config.py"]) != nbtool.source_hash(nb, {}, ["config.py", "paths.py"])
+    assert h != nbtool.source_hash(nb, {"n": 1}, ["config.py"])
+    nb.cells[0].source = "x = 2"
+    assert h != nbtool.source_hash(nb, {}, ["config.py"])

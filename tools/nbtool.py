@@ -11,8 +11,10 @@ outputs); ``book/params/tiny.yaml`` is what CI runs; ``book/params/full.yaml`` i
 setting for a GPU. A parameter file holds one section per chapter, keyed by the file stem.
 
 Every executed notebook records, in ``metadata.igospp``, the profile, the parameters, its run
-time and a hash of the library source plus its own code cells: ``check`` fails when a chapter
-is older than the library code it ran.
+time, the library modules its kernel had loaded when it finished, and a hash of those modules'
+source plus its own code cells and parameters: ``check`` fails when a chapter is older than the
+library code it ran. (A chapter that never loads ``igospp.sanity`` does not go stale when that
+module changes; any change to a module it loaded, ``igospp/__init__.py`` included, does.)
 """
 
 from __future__ import annotations
@@ -54,11 +56,24 @@ def profile_params(path: Path | None, chapter: Path) -> dict:
     return data
 
 
-def library_hash() -> str:
+# Appended to a chapter before it runs and removed from the result: which library files did the kernel load?
+PROBE = ("import json as _json, sys as _sys\n"
+         "print(_json.dumps(sorted({getattr(_m, '__file__', None) or '' for _n, _m in list(_sys.modules.items())\n"
+         "                          if _n == 'igospp' or _n.startswith('igospp.')} - {''})))")
+PROBE_TAG = "igospp-module-probe"
+
+
+def library_files() -> list[str]:
+    return sorted(str(f.relative_to(LIBRARY)) for f in LIBRARY.rglob("*.py"))
+
+
+def library_hash(files: list[str] | None = None) -> str:
+    """Hash of the library source files ``files`` (relative to the package; default: all of them)."""
     digest = hashlib.sha256()
-    for file in sorted(LIBRARY.rglob("*.py")):
-        digest.update(str(file.relative_to(LIBRARY)).encode())
-        digest.update(file.read_bytes())
+    for name in sorted(files if files is not None else library_files()):
+        file = LIBRARY / name
+        digest.update(name.encode())
+        digest.update(file.read_bytes() if file.exists() else b"<missing>")
     return digest.hexdigest()
 
 
@@ -68,16 +83,31 @@ def code_sources(nb: nbformat.NotebookNode) -> list[str]:
             and "injected-parameters" not in c.get("metadata", {}).get("tags", [])]
 
 
-def source_hash(nb: nbformat.NotebookNode, params: dict) -> str:
-    digest = hashlib.sha256(library_hash().encode())
+def source_hash(nb: nbformat.NotebookNode, params: dict, modules: list[str] | None = None) -> str:
+    digest = hashlib.sha256(library_hash(modules).encode())
     for src in code_sources(nb):
         digest.update(src.encode())
     digest.update(json.dumps(params, sort_keys=True).encode())
     return digest.hexdigest()
 
 
+def loaded_modules(nb: nbformat.NotebookNode) -> list[str] | None:
+    """Remove the probe cell from an executed notebook and return the library files it reported."""
+    probe = [c for c in nb.cells if PROBE_TAG in c.get("metadata", {}).get("tags", [])]
+    nb.cells = [c for c in nb.cells if c not in probe]
+    for cell in probe:
+        for out in cell.get("outputs", []):
+            if out.get("name") == "stdout":
+                files = [Path(f).resolve() for f in json.loads(out["text"])]
+                return sorted(str(f.relative_to(LIBRARY)) for f in files if f.is_relative_to(LIBRARY))
+    return None
+
+
 def normalise(nb: nbformat.NotebookNode, profile: str, params: dict, seconds: float) -> nbformat.NotebookNode:
     """Drop run-to-run noise (papermill and timing metadata), renumber cells, record provenance."""
+    modules = loaded_modules(nb)
+    if modules is None:
+        raise RuntimeError("the module probe cell produced no output; is the library installed from this checkout?")
     nb.metadata.pop("papermill", None)
     count = 0
     for cell in nb.cells:
@@ -90,14 +120,19 @@ def normalise(nb: nbformat.NotebookNode, profile: str, params: dict, seconds: fl
                 if "execution_count" in out:
                     out["execution_count"] = count
     nb.metadata["igospp"] = {"profile": profile, "parameters": params, "seconds": round(seconds, 1),
-                             "source_hash": source_hash(nb, params)}
+                             "modules": modules, "source_hash": source_hash(nb, params, modules)}
     return nb
 
 
 def execute(src: Path, dst: Path, params: dict, profile: str) -> float:
     dst.parent.mkdir(parents=True, exist_ok=True)
+    source = nbformat.read(str(src), as_version=4)
+    source.cells.append(nbformat.v4.new_code_cell(PROBE, metadata={"tags": [PROBE_TAG]}))
+    probed = ROOT / "_build" / "probed" / src.name
+    probed.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(source, str(probed))
     start = time.perf_counter()
-    nb = papermill.execute_notebook(str(src), str(dst), parameters=params, kernel_name="python3",
+    nb = papermill.execute_notebook(str(probed), str(dst), parameters=params, kernel_name="python3",
                                     cwd=str(CHAPTERS), progress_bar=False, request_save_on_cell_execute=False)
     seconds = time.perf_counter() - start
     nbformat.write(normalise(nbformat.from_dict(nb), profile, params, seconds), str(dst))
@@ -137,7 +172,7 @@ def cmd_check(args: argparse.Namespace) -> None:
         meta = nb.metadata.get("igospp", {})
         if meta.get("profile") != "book":
             problems.append(f"{nb_path.name}: committed outputs must come from the book profile")
-        elif meta.get("source_hash") != source_hash(nb, meta.get("parameters", {})):
+        elif meta.get("source_hash") != source_hash(nb, meta.get("parameters", {}), meta.get("modules")):
             problems.append(f"{nb_path.name}: stale: the library or the chapter changed since it ran; "
                             "run `make chapters`")
         ref_path = REFS / nb_path.name

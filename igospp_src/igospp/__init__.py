@@ -8,6 +8,11 @@
 (torch.Size([1, 1, 7, 7]), torch.Size([1, 1, 224, 224]))
 """
 
+import importlib
+import importlib.util
+import pkgutil
+from types import ModuleType
+
 from . import baselines, metrics, viz
 from .blur import blur_baseline, gaussian_kernel1d, scaled_blur_parameters
 from .composition import phi, upsample
@@ -39,6 +44,18 @@ from .regularizers import bilateral_tv, image_weights, l1_term, regularizer, tv
 from .targets import Scorer, resolve_target
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> ModuleType:
+    """Load the heavier, optional submodules (e.g. ``igospp.evaluation``, ``igospp.cli``) on first use."""
+    if not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    submodules = [m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_")]
+    return sorted(set(globals()) | set(submodules))
 
 __all__ = [
     "Config", "METHODS", "explain", "Explanation", "History", "Stats", "LowScoreWarning", "TrainingModeWarning",

@@ -101,7 +101,9 @@ class GradCAM:
     """Grad-CAM (Selvaraju et al. 2017) through pytorch-grad-cam, at the layer's resolution.
 
     Args:
-        layer: the module whose activations are weighted; default :func:`gradcam_layer`.
+        layer: the module whose activations are weighted, or its name in ``model.named_modules()``
+            (a name follows the model it is called with, e.g. the randomized copies of the sanity
+            checks); default :func:`gradcam_layer`.
 
     The map is the ReLU of the gradient-weighted sum of the layer's channels, min-max
     normalised per image by pytorch-grad-cam, **not** upsampled: ``(B, 1, 7, 7)`` for ResNet50
@@ -117,8 +119,22 @@ class GradCAM:
 
     name = "gradcam"
 
-    def __init__(self, layer: torch.nn.Module | None = None) -> None:
+    def __init__(self, layer: torch.nn.Module | str | None = None) -> None:
         self.layer = layer
+
+    def _layer(self, model: torch.nn.Module) -> torch.nn.Module:
+        if self.layer is None:
+            return gradcam_layer(model)
+        if isinstance(self.layer, str):
+            try:
+                return model.get_submodule(self.layer)
+            except AttributeError:
+                raise ValueError(f"layer {self.layer!r} is not a module of {type(model).__name__}; "
+                                 "see model.named_modules() for the names.") from None
+        if not any(m is self.layer for m in model.modules()):
+            raise ValueError(f"layer {type(self.layer).__name__} is not a module of the model being explained "
+                             "(a copy of the model has copies of its layers); pass the layer's name instead.")
+        return self.layer
 
     def __call__(self, model: torch.nn.Module, images: torch.Tensor, target: Target = None) -> torch.Tensor:
         from pytorch_grad_cam import GradCAM as _GradCAM
@@ -133,7 +149,7 @@ class GradCAM:
             x, scorer = _prepare(model, images, target, "logit")
             targets = [ClassifierOutputTarget(int(c)) if f is None else (lambda out, f=f: f(out[None])[0])
                        for c, f in zip(scorer.classes.tolist(), scorer.functions, strict=True)]
-            layer = self.layer if self.layer is not None else gradcam_layer(model)
+            layer = self._layer(model)
             with _AtLayerResolution(model=model, target_layers=[layer]) as cam:
                 cam.compute_input_gradient = True      # works with frozen parameters
                 maps = cam(input_tensor=x, targets=targets)

@@ -27,7 +27,7 @@ from PIL import Image, UnidentifiedImageError
 
 from . import __version__
 from .baselines import METHOD_NAMES
-from .evaluation import Job, evaluate, load_records, run_method, summarize, versions
+from .evaluation import BUNDLED, EVALUATION_METHODS, Job, evaluate, load_records, run_method, summarize, versions
 from .metrics import PROTOCOLS
 from .models import MODELS, ModelBundle, WeightsUnavailableError, load_model
 from .storage import write_bytes, write_json, write_npy
@@ -52,9 +52,9 @@ def _int_list(text: str, what: str) -> list[int]:
 
 def _methods(text: str) -> list[str]:
     methods = [m.strip() for m in text.split(",") if m.strip()]
-    unknown = [m for m in methods if m not in METHOD_NAMES]
+    unknown = [m for m in methods if m not in EVALUATION_METHODS]
     if unknown or not methods:
-        raise CLIError(f"unknown method(s) {unknown or text!r}; choose from {', '.join(METHOD_NAMES)}.")
+        raise CLIError(f"unknown method(s) {unknown or text!r}; choose from {', '.join(EVALUATION_METHODS)}.")
     return methods
 
 
@@ -179,8 +179,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     shard = _shard(args.shard)
     methods = _methods(args.methods)
     resolutions = _int_list(args.resolutions, "--resolutions")
-    if not Path(args.images).is_dir():
-        raise CLIError(f"--images {args.images!r} is not a folder.")
+    if args.images != BUNDLED and not Path(args.images).is_dir():
+        raise CLIError(f"--images {args.images!r} is not a folder (or 'bundled' for the bundled photos).")
     device = args.device
     if device == "auto" and "LOCAL_RANK" in os.environ and torch.cuda.is_available():
         device = f"cuda:{os.environ['LOCAL_RANK']}"          # one GPU per torchrun process
@@ -188,8 +188,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     too_big = [r for r in resolutions if r > min(bundle.input_size)]
     if too_big:
         raise CLIError(f"--resolutions {too_big} exceed the model's input size {bundle.input_size}.")
-    options = {"iterations": args.iterations, "ig_steps": args.ig_steps, "rise_masks": args.rise_masks,
-               "batch_size": args.batch_size}
+    options = {"iterations": args.iterations, "mask_iterations": args.mask_iterations, "ig_steps": args.ig_steps,
+               "rise_masks": args.rise_masks, "batch_size": args.batch_size}
     written = evaluate(args.images, args.out, model=bundle, n=args.n, seed=args.seed, methods=methods,
                        resolutions=resolutions, shard=shard, protocol=args.protocol, options=options,
                        batch_images=args.batch_images, progress=not args.no_progress)
@@ -235,7 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
     ex.set_defaults(func=cmd_explain)
 
     ev = sub.add_parser("evaluate", help="compare methods on a folder (the paper's Table 1); resumable")
-    ev.add_argument("--images", required=True, help="folder of images (flat or one sub-folder per class)")
+    ev.add_argument("--images", required=True,
+                    help="folder of images (flat or one sub-folder per class), or 'bundled' for the bundled photos")
     ev.add_argument("--n", type=int, default=None, help="a seeded random subset of N images (default all)")
     ev.add_argument("--methods", default="igospp,igos,gradcam,ig,rise,mask")
     ev.add_argument("--resolutions", default="7,28,224", help="resolutions of the optimization methods")
@@ -246,6 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "'auto' reads torchrun's RANK/WORLD_SIZE or a Slurm array's task id and count")
     ev.add_argument("--protocol", default="igospp", choices=list(PROTOCOLS))
     ev.add_argument("--iterations", type=int, default=None)
+    ev.add_argument("--mask-iterations", type=int, default=None, help="iterations of Mask (default 500)")
     ev.add_argument("--ig-steps", type=int, default=None, help="integration steps (not applied to mask)")
     ev.add_argument("--rise-masks", type=int, default=None)
     ev.add_argument("--batch-size", type=int, default=None, help="images per model call")

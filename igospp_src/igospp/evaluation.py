@@ -8,7 +8,9 @@ tasks) can share one output folder. :func:`summarize` turns the records into the
 mean deletion and insertion AUC with standard errors and seconds per image, per method and
 resolution, with the model and protocol in its header.
 
-Every method explains the top-1 class of the clean image, as the paper does.
+Every method explains the top-1 class of the clean image, as the paper does. Besides the
+methods of :data:`igospp.baselines.METHOD_NAMES`, the ablations of the paper's Table 3 are
+available as named variants of iGOS++ (:data:`ABLATIONS`).
 """
 
 from __future__ import annotations
@@ -27,22 +29,40 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 from tqdm.auto import tqdm
 
 from .baselines import METHOD_NAMES, Optimized, get_method
-from .data import ImageRecord, image_folder
+from .config import Config
+from .data import ImageRecord, image_folder, sample_images
 from .metrics import PROTOCOLS, CausalMetricResult, Protocol, insertion_deletion
 from .models import ModelBundle, load_model
 from .storage import read_json, write_bytes, write_json
 
-__all__ = ["OPTIMIZED", "DISPLAY_NAMES", "Job", "jobs", "versions", "run_method", "evaluate", "load_records",
-           "summarize", "Summary"]
+__all__ = ["OPTIMIZED", "ABLATIONS", "EVALUATION_METHODS", "DISPLAY_NAMES", "BUNDLED", "Job", "jobs", "versions",
+           "run_method", "evaluate", "bundled_folder", "load_records", "summarize", "Summary"]
 
-OPTIMIZED: tuple[str, ...] = ("igospp", "igos", "mask", "naive", "insertion")
+#: The ablations of the paper's Table 3 that are not methods of their own: iGOS++ with one
+#: :class:`~igospp.Config` field replaced. "No BTV" is read as plain TV at the mask's resolution
+#: (the I-GOS regularizer) in place of BTV; the paper does not say whether the smoothness term was
+#: replaced or dropped. The fixed step is the library's ``step_size`` (1.6, the median accepted
+#: step at 28 x 28; the paper does not give its value).
+ABLATIONS: dict[str, tuple[str, dict[str, Any]]] = {
+    "igospp_nonoise": ("igospp", {"noise_std": 0.0}),
+    "igospp_fixedstep": ("igospp", {"line_search": False}),
+    "igospp_nobtv": ("igospp", {"smoothness": "tv"}),
+}
+OPTIMIZED: tuple[str, ...] = ("igospp", "igos", "mask", "naive", "insertion", *ABLATIONS)
+#: Every method name :func:`evaluate` accepts.
+EVALUATION_METHODS: tuple[str, ...] = (*METHOD_NAMES, *ABLATIONS)
 DISPLAY_NAMES: dict[str, str] = {"gradcam": "Grad-CAM", "ig": "Integrated Gradients", "rise": "RISE", "mask": "Mask",
                                  "igos": "I-GOS", "naive": "I-GOS + Ins (naive)", "insertion": "Insertion",
-                                 "igospp": "iGOS++"}
-_ORDER = ("gradcam", "ig", "rise", "mask", "igos", "naive", "insertion", "igospp")
+                                 "igospp_nonoise": "iGOS++ (no noise)", "igospp_fixedstep": "iGOS++ (fix step size)",
+                                 "igospp_nobtv": "iGOS++ (no BTV)", "igospp": "iGOS++"}
+_ORDER = ("gradcam", "ig", "rise", "mask", "igos", "insertion", "naive", "igospp_nonoise", "igospp_fixedstep",
+          "igospp_nobtv", "igospp")
+#: ``images="bundled"``: the photos of :func:`igospp.sample_images`, written as PNG files under ``OUT/bundled``.
+BUNDLED = "bundled"
 
 
 @dataclass(frozen=True)
@@ -59,9 +79,9 @@ class Job:
 
 def jobs(methods: Sequence[str], resolutions: Sequence[int]) -> list[Job]:
     """The optimization methods at every resolution; Grad-CAM, IG and RISE once (their resolution is fixed)."""
-    unknown = [m for m in methods if m not in METHOD_NAMES]
+    unknown = [m for m in methods if m not in EVALUATION_METHODS]
     if unknown:
-        raise ValueError(f"unknown method(s) {unknown}; available: {list(METHOD_NAMES)}.")
+        raise ValueError(f"unknown method(s) {unknown}; available: {list(EVALUATION_METHODS)}.")
     if not methods:
         raise ValueError("no methods given.")
     for r in resolutions:
@@ -74,7 +94,7 @@ def jobs(methods: Sequence[str], resolutions: Sequence[int]) -> list[Job]:
 
 
 def versions() -> dict[str, str]:
-    """Versions of Python, the key packages and the device, for provenance."""
+    """Versions of Python and the key packages, the GPU and CPU names and PyTorch's CPU threads, for provenance."""
     from . import __version__
 
     out = {"python": sys.version.split()[0], "platform": platform.platform(), "igospp": __version__}
@@ -84,17 +104,32 @@ def versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             out[pkg] = "not installed"
     out["cuda"] = torch.cuda.get_device_name() if torch.cuda.is_available() else "none"
+    out["cpu"] = _cpu_name()
+    out["cpu_threads"] = str(torch.get_num_threads())
     return out
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def _options(job: Job, options: dict[str, Any]) -> dict[str, Any]:
     """The subset of ``options`` that ``job``'s method takes.
 
     ``ig_steps`` is not applied to Mask: its plain gradient *is* the one-step path, and more
-    steps would turn it into I-GOS.
+    steps would turn it into I-GOS. ``mask_iterations``, when given, replaces ``iterations`` for
+    Mask (its default is 500 plain-gradient steps, against 20 integrated-gradient steps).
     """
     if job.method == "mask":
         keys = ("iterations", "seed", "batch_size")
+        if options.get("mask_iterations") is not None:
+            options = dict(options, iterations=options["mask_iterations"])
     elif job.method in OPTIMIZED:
         keys = ("iterations", "ig_steps", "seed", "batch_size")
     else:
@@ -115,7 +150,12 @@ def run_method(bundle: ModelBundle, images: torch.Tensor, job: Job, targets: lis
         for optimization methods, the :class:`~igospp.Explanation` under ``"explanation"``.
     """
     resolution = 28 if job.resolution is None else job.resolution
-    method = get_method(job.method, resolution=resolution, **_options(job, options or {}))
+    if job.method in ABLATIONS:
+        base, changes = ABLATIONS[job.method]
+        method: Any = Optimized(Config.preset(base, resolution=resolution, **_options(job, options or {}),
+                                              **changes))
+    else:
+        method = get_method(job.method, resolution=resolution, **_options(job, options or {}))
     sync = torch.cuda.synchronize if images.is_cuda else (lambda: None)
     sync()
     start = time.perf_counter()
@@ -143,6 +183,21 @@ def _record_path(out: Path, image: ImageRecord, job: Job) -> Path:
     return out / "records" / f"{image.name}__{job.key}.json"
 
 
+def bundled_folder(out: str | Path) -> Path:
+    """Write the bundled photos (:func:`igospp.sample_images`) as PNG files under ``out/bundled`` and return it.
+
+    Files already there are kept, so a resumed run sees the same images.
+    """
+    folder = Path(out) / BUNDLED
+    for name, photo in sample_images().items():
+        path = folder / f"{name}.png"
+        if not path.exists():
+            buffer = io.BytesIO()
+            Image.fromarray(photo).save(buffer, format="PNG")
+            write_bytes(path, buffer.getvalue())
+    return folder
+
+
 def evaluate(images: str | Path, out: str | Path, *, model: str | ModelBundle = "efficientnet_lite0",
              device: str = "auto", n: int | None = None, seed: int = 0,
              methods: Sequence[str] = ("igospp", "igos", "gradcam", "ig", "rise", "mask"),
@@ -152,18 +207,19 @@ def evaluate(images: str | Path, out: str | Path, *, model: str | ModelBundle = 
     """Run the comparison on a folder and write one record per image and method.
 
     Args:
-        images: folder of images (see :func:`igospp.image_folder`).
+        images: folder of images (see :func:`igospp.image_folder`), or ``"bundled"`` for the
+            photos bundled with scikit-image and scikit-learn (see :func:`bundled_folder`).
         out: output folder; records go to ``out/records/``.
         model: a model name for :func:`igospp.load_model` or a :class:`~igospp.ModelBundle`.
         device: where to run (``"auto"``, ``"cpu"``, ``"cuda"``...).
         n: how many images (a seeded random subset); ``None``: all.
         seed: seed of the subset, of the optimization noise and of RISE's masks.
-        methods: any of :data:`igospp.baselines.METHOD_NAMES`.
+        methods: any of :data:`EVALUATION_METHODS` (the comparison methods and the ablations).
         resolutions: mask resolutions of the optimization methods.
         shard: ``(k, n)``: only the images whose index is ``k`` modulo ``n``.
         protocol: the insertion/deletion protocol name.
-        options: method settings: ``iterations``, ``ig_steps``, ``batch_size``, ``rise_masks``,
-            ``ig_path_steps`` (values ``None`` are ignored).
+        options: method settings: ``iterations``, ``mask_iterations``, ``ig_steps``, ``batch_size``,
+            ``rise_masks``, ``ig_path_steps`` (values ``None`` are ignored).
         batch_images: images explained together by one call (faster on a GPU).
         progress: show a progress bar.
 
@@ -178,6 +234,8 @@ def evaluate(images: str | Path, out: str | Path, *, model: str | ModelBundle = 
     if batch_images < 1:
         raise ValueError(f"batch_images must be >= 1, got {batch_images}.")
     todo_jobs = jobs(list(methods), list(resolutions))
+    if str(images) == BUNDLED:
+        images = bundled_folder(out)
     folder = image_folder(images, n=n, seed=seed)
     mine = [rec for i, rec in enumerate(folder) if i % n_shards == k]
     bundle = load_model(model, device=device) if isinstance(model, str) else model

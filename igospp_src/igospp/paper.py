@@ -1,0 +1,100 @@
+"""The numbers the paper reports, for putting reproduced results beside them.
+
+Transcribed from the AAAI 2021 paper (main text and supplementary material); "--" cells of the
+paper are absent. Keys of the comparison tables are ``(method, resolution)`` with the method
+names of :mod:`igospp.evaluation` and values ``(deletion AUC, insertion AUC)``.
+
+Example:
+    >>> import igospp.paper as paper
+    >>> paper.TABLE1[("igospp", 28)]
+    (0.0929, 0.7284)
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+__all__ = ["TABLE1", "TABLE2", "TABLE3", "TABLE6", "TABLE_MODELS", "side_by_side"]
+
+#: Table 1: ResNet50, ImageNet validation, (deletion, insertion) per method and mask resolution.
+TABLE1: dict[tuple[str, int], tuple[float, float]] = {
+    ("gradcam", 7): (0.1675, 0.6521),
+    ("ig", 224): (0.0907, 0.2921),
+    ("rise", 224): (0.1196, 0.5637),
+    ("mask", 224): (0.0468, 0.4962), ("mask", 28): (0.1151, 0.5559), ("mask", 7): (0.2259, 0.6003),
+    ("igos", 224): (0.0420, 0.5846), ("igos", 28): (0.1059, 0.5986), ("igos", 7): (0.1607, 0.6632),
+    ("igospp", 224): (0.0328, 0.7261), ("igospp", 28): (0.0929, 0.7284), ("igospp", 7): (0.1810, 0.7332),
+}
+
+#: Table 2: VGG19 (its coarse resolution is 14 x 14).
+TABLE2: dict[tuple[str, int], tuple[float, float]] = {
+    ("gradcam", 14): (0.1527, 0.5938),
+    ("ig", 224): (0.0663, 0.2551),
+    ("rise", 224): (0.1082, 0.5139),
+    ("mask", 224): (0.0482, 0.4158), ("mask", 28): (0.1056, 0.5335), ("mask", 14): (0.1753, 0.5647),
+    ("igos", 224): (0.0336, 0.5246), ("igos", 28): (0.0899, 0.5701), ("igos", 14): (0.1213, 0.6387),
+    ("igospp", 224): (0.0344, 0.6537), ("igospp", 28): (0.0796, 0.7066), ("igospp", 14): (0.1123, 0.7061),
+}
+
+#: Table 3: the ablation on ResNet50 at 224 x 224 and 28 x 28.
+TABLE3: dict[tuple[str, int], tuple[float, float]] = {
+    ("igos", 224): (0.0420, 0.5846), ("igos", 28): (0.1059, 0.5986),
+    ("insertion", 224): (0.0760, 0.6192), ("insertion", 28): (0.1321, 0.7231),
+    ("naive", 224): (0.0322, 0.6175), ("naive", 28): (0.2037, 0.5103),
+    ("igospp_nonoise", 224): (0.0490, 0.5943), ("igospp_nonoise", 28): (0.0904, 0.7108),
+    ("igospp_fixedstep", 224): (0.0332, 0.5695), ("igospp_fixedstep", 28): (0.1052, 0.7060),
+    ("igospp_nobtv", 224): (0.0245, 0.6742), ("igospp_nobtv", 28): (0.0813, 0.6825),
+    ("igospp", 224): (0.0328, 0.7261), ("igospp", 28): (0.0929, 0.7284),
+}
+
+#: Table 6: seconds per heatmap on ResNet50 (GTX 1080 Ti, 8-core CPU, 5,000 images); RISE has no
+#: resolution; the gradient-based methods take under one second.
+TABLE6: dict[tuple[str, int | None], float] = {
+    ("igospp", 28): 16.67, ("igospp", 224): 12.25,
+    ("igos", 28): 1.50, ("igos", 224): 1.48,
+    ("mask", 28): 14.66, ("mask", 224): 17.03,
+    ("rise", None): 61.77,
+}
+
+TABLE_MODELS = {"TABLE1": "ResNet50", "TABLE2": "VGG19", "TABLE3": "ResNet50", "TABLE6": "ResNet50"}
+
+
+def _resolution(row: dict[str, Any]) -> int | None:
+    first = str(row["resolution"]).split("x")[0]
+    return int(first) if first.isdigit() else None
+
+
+def side_by_side(rows: list[dict[str, Any]], paper: dict[tuple[str, int], tuple[float, float]],
+                 coarse: dict[int, int] | None = None) -> str:
+    """A markdown table of reproduced rows (from :class:`igospp.evaluation.Summary`) beside the paper's numbers.
+
+    Args:
+        rows: ``Summary.rows``.
+        paper: one of :data:`TABLE1`, :data:`TABLE2`, :data:`TABLE3`.
+        coarse: compare a reproduced resolution with another of the paper, e.g. ``{7: 14}`` to put
+            7 x 7 results beside VGG19's 14 x 14 column. Grad-CAM, IG and RISE are matched by method
+            alone (their resolution is fixed by the model).
+
+    Example:
+        >>> import igospp.paper as paper
+        >>> row = dict(method="igospp", name="iGOS++", resolution="28x28", n=3, deletion_mean=0.1,
+        ...            deletion_se=0.01, insertion_mean=0.6, insertion_se=0.02)
+        >>> print(paper.side_by_side([row], paper.TABLE1).splitlines()[-1])
+        | iGOS++ | 28x28 | 3 | 0.1000 ± 0.0100 | 0.0929 | 0.6000 ± 0.0200 | 0.7284 |
+    """
+    coarse = coarse or {}
+    fixed = {m: v for (m, r), v in paper.items() if m in ("gradcam", "ig", "rise")}
+
+    def fmt(mean: float, se: float) -> str:
+        return f"{mean:.4f}" if math.isnan(se) else f"{mean:.4f} ± {se:.4f}"
+
+    lines = ["| method | resolution | images | deletion (here) | deletion (paper) | insertion (here) "
+             "| insertion (paper) |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        res = _resolution(r)
+        ref = fixed.get(r["method"]) if r["method"] in fixed else paper.get((r["method"], coarse.get(res, res)))
+        pd, pi = ("--", "--") if ref is None else (f"{ref[0]:.4f}", f"{ref[1]:.4f}")
+        lines.append(f"| {r['name']} | {r['resolution']} | {r['n']} | {fmt(r['deletion_mean'], r['deletion_se'])} "
+                     f"| {pd} | {fmt(r['insertion_mean'], r['insertion_se'])} | {pi} |")
+    return "\n".join(lines) + "\n"
