@@ -9,6 +9,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 VENDOR := book/_static/vendor
+FONTS := book/_extra/book/chapters/@jupyter-widgets/html-manager/dist
 PIP_FLAGS := --disable-pip-version-check --quiet
 BOOK_FLAGS := --all -W -n --keep-going
 NBVAL_FLAGS := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
@@ -43,6 +44,9 @@ $(VENDOR)/.stamp: book/vendor/package.json book/vendor/package-lock.json
 	cp book/vendor/node_modules/requirejs/require.js $(VENDOR)/
 	cd book/vendor/node_modules/@jupyter-widgets/html-manager/dist && \
 	  cp embed-amd.js libembed-amd.js *.woff *.woff2 *.ttf *.eot *.svg ../../../../../_static/vendor/html-manager/
+	rm -rf book/_extra && mkdir -p "$(FONTS)"
+	cp book/_static/vendor/html-manager/*.woff* book/_static/vendor/html-manager/*.ttf \
+	  book/_static/vendor/html-manager/*.eot book/_static/vendor/html-manager/*.svg "$(FONTS)/"
 	touch $@
 
 vendor: $(VENDOR)/.stamp
