@@ -25,6 +25,13 @@ def _check_size(size: int) -> None:
         raise ValueError(f"size must be an integer >= 8 (pixels per side), got {size!r}.")
 
 
+def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
+    """(N, 1, s, s) images in [0, 1] resized bilinearly to ``size`` (unchanged when already that size)."""
+    if x.shape[-1] == size:
+        return x
+    return torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False).clamp(0, 1)
+
+
 def digits(size: int = 32) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """scikit-learn's handwritten digits as (1797, 1, size, size) images in [0, 1] and their labels.
 
@@ -41,9 +48,7 @@ def digits(size: int = 32) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
 
     _check_size(size)
     data = load_digits()
-    x = torch.as_tensor(data.images, dtype=torch.float32).unsqueeze(1) / 16.0
-    if size != 8:
-        x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False).clamp(0, 1)
+    x = _resize(torch.as_tensor(data.images, dtype=torch.float32).unsqueeze(1) / 16.0, size)
     return x, torch.as_tensor(data.target, dtype=torch.long), [str(c) for c in data.target_names]
 
 
@@ -71,9 +76,7 @@ def fashion_mnist(data_dir: str | Path, train: bool = True, size: int = 28,
             f"Fashion-MNIST was not found under data_dir={str(data_dir)!r} ({err}). On a machine with network "
             f"access run `python -c \"import torchvision; torchvision.datasets.FashionMNIST({str(data_dir)!r}, "
             "download=True)\"` and copy the folder here, or use the bundled digits (dataset='digits').") from None
-    x = data.data[:n].float().unsqueeze(1) / 255.0
-    if size != 28:
-        x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False).clamp(0, 1)
+    x = _resize(data.data[:n].float().unsqueeze(1) / 255.0, size)
     return x, data.targets[:n].long(), list(FASHION_MNIST_CLASSES)
 
 

@@ -186,6 +186,11 @@ def _normalise(t: torch.Tensor) -> torch.Tensor:
     return torch.where(span > 0, (t - lo) / span.clamp_min(1e-300), torch.zeros_like(t))
 
 
+def _window_radius(sigma: float) -> int:
+    """Half-width of the Gaussian SSIM window: truncated at 3.5 std, as scikit-image does."""
+    return int(3.5 * sigma + 0.5)
+
+
 def ssim(a: torch.Tensor, b: torch.Tensor, sigma: float = 1.5, normalize: bool = True) -> torch.Tensor:
     """Structural similarity of each pair of maps, (B,), with a Gaussian window.
 
@@ -207,7 +212,7 @@ def ssim(a: torch.Tensor, b: torch.Tensor, sigma: float = 1.5, normalize: bool =
     a, b = _pair(a, b)
     if normalize:
         a, b = _normalise(a), _normalise(b)
-    radius = int(3.5 * sigma + 0.5)
+    radius = _window_radius(sigma)
     size = 2 * radius + 1
     if min(a.shape[-2:]) < size:
         raise ValueError(f"maps of {tuple(a.shape[-2:])} are smaller than the {size} x {size} window of "
@@ -287,7 +292,7 @@ def model_randomization_test(model: nn.Module, images: torch.Tensor, explainer: 
         with torch.no_grad():
             score = scorer(check_model_output(net(x), x.shape[0]).float(), rows).cpu()
         s = explainer(net, x, fixed).detach().float().cpu()
-        if min(s.shape[-2:]) < 2 * int(3.5 * sigma + 0.5) + 1:
+        if min(s.shape[-2:]) < 2 * _window_radius(sigma) + 1:
             s = nn.functional.interpolate(s, size=x.shape[-2:], mode="bilinear", align_corners=True)
         return s, score
 

@@ -102,13 +102,14 @@ class TrainingHistory:
     test_accuracy: list[float] = field(default_factory=list)
 
 
-def _check_labels(labels: object, n: int, name: str) -> torch.Tensor:
+def _check_labels(labels: object, n: int | None, name: str) -> torch.Tensor:
+    """``labels`` as a 1-D long tensor; with ``n``, it must have ``n`` entries."""
     if not isinstance(labels, torch.Tensor):
         raise TypeError(f"{name} must be a 1-D integer tensor of class indices, got {type(labels).__name__}.")
     if labels.dim() != 1 or labels.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
         raise TypeError(f"{name} must be a 1-D integer tensor of class indices, got dtype {labels.dtype} "
                         f"and shape {tuple(labels.shape)}.")
-    if labels.numel() != n:
+    if n is not None and labels.numel() != n:
         raise ValueError(f"{name} has {labels.numel()} entries but there are {n} images.")
     return labels.long()
 
@@ -214,9 +215,7 @@ def class_scores(predictions: torch.Tensor, labels: torch.Tensor, positive: int)
         >>> tr.class_scores(torch.tensor([2, 2, 0, 1]), torch.tensor([2, 0, 0, 2]), positive=2)
         ClassScores(accuracy=0.5, precision=0.5, recall=0.5, f1=0.5, positive=2)
     """
-    if not isinstance(labels, torch.Tensor):
-        raise TypeError(f"labels must be a 1-D integer tensor of class indices, got {type(labels).__name__}.")
-    labels = _check_labels(labels, labels.numel(), "labels")
+    labels = _check_labels(labels, None, "labels")
     predictions = _check_labels(predictions, labels.numel(), "predictions")
     tp = ((predictions == positive) & (labels == positive)).sum().item()
     predicted, actual = (predictions == positive).sum().item(), (labels == positive).sum().item()
