@@ -92,8 +92,8 @@ class CleanedImage:
     mask: np.ndarray
 
 
-def _as_gray_uint8(image: np.ndarray | torch.Tensor) -> tuple[np.ndarray, bool]:
-    arr = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
+def _as_gray_uint8(arr: np.ndarray) -> tuple[np.ndarray, bool]:
+    """The grey (H, W) uint8 view of an (H, W) or (1, H, W) array, and whether a leading 1 was dropped."""
     squeeze = arr.ndim == 3 and arr.shape[0] == 1
     if squeeze:
         arr = arr[0]
@@ -141,7 +141,8 @@ def remove_text(image: np.ndarray | torch.Tensor, detector: TextDetector | None 
         raise ValueError(f"pad must be a non-negative integer, got {pad!r}.")
     if max_box_fraction is not None and not 0 < max_box_fraction <= 1:
         raise ValueError(f"max_box_fraction must be in (0, 1] or None, got {max_box_fraction!r}.")
-    gray, squeeze = _as_gray_uint8(image)
+    arr = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
+    gray, squeeze = _as_gray_uint8(arr)
     detector = detector if detector is not None else easyocr_detector()
     boxes = [tuple(int(v) for v in b) for b in detector(gray)]
     if max_box_fraction is not None:
@@ -152,7 +153,6 @@ def remove_text(image: np.ndarray | torch.Tensor, detector: TextDetector | None 
         return CleanedImage(image, [], keep)
     filled = cv2.inpaint(gray, keep.astype(np.uint8) * 255, radius, cv2.INPAINT_TELEA)
     # Only the masked pixels change; elsewhere the input is returned exactly.
-    arr = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
     out = arr.copy()
     view = out[0] if squeeze else out
     view[keep] = (filled[keep] / 255.0) if np.issubdtype(arr.dtype, np.floating) else filled[keep]
