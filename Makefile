@@ -22,8 +22,11 @@ help:
 	@echo "make test     install and run every check: lint, unit tests and doctests, notebook checks,"
 	@echo "              nbval on the tiny profile, strict book build, headless-browser check"
 	@echo "make chapters re-execute every chapter in place with its book profile (papermill)"
-	@echo "make chapter NB=book/chapters/03_....ipynb PARAMS=book/params/full.yaml   one chapter -> _build/runs/"
-	@echo "make refs     regenerate the tiny reference notebooks in tests/notebooks"
+	@echo "make chapter NB=book/chapters/04_igospp.ipynb PROFILE=full"
+	@echo "              one chapter with a profile (book: the default, tiny, full = book/params/full/<chapter>.yaml)"
+	@echo "              into _build/runs/<profile>/; or PARAMS=FILE, a flat parameter file such as"
+	@echo "              book/params/full/08_benchmark_table2.yaml (the paper's Table 2)"
+	@echo "make refs     regenerate the tiny reference notebooks in tests/notebooks (book/params/tiny/)"
 	@echo "make times    run times of the committed chapters"
 	@echo "make bench    time explain() per method and resolution (benchmarks/bench_explain.py)"
 	@echo "make clean    remove build outputs (keeps $(VENV))"
@@ -77,8 +80,10 @@ test: unit notebooks-check nbval browser
 chapters: $(STAMP)
 	$(BIN)/python tools/nbtool.py chapters
 
+# make chapter NB=book/chapters/04_igospp.ipynb [PROFILE=full | PARAMS=book/params/full/04_igospp.yaml]
 chapter: $(STAMP)
-	$(BIN)/python tools/nbtool.py run $(NB) $(if $(PARAMS),--params $(PARAMS))
+	$(if $(NB),,$(error make chapter needs NB=book/chapters/NN_name.ipynb (and PROFILE=... or PARAMS=...)))
+	$(BIN)/python tools/nbtool.py run $(NB) $(if $(PROFILE),--profile $(PROFILE)) $(if $(PARAMS),--params $(PARAMS))
 
 refs: $(STAMP)
 	$(BIN)/python tools/nbtool.py refs

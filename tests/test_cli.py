@@ -193,7 +193,7 @@ def test_paper_tables_render_beside_reproduced_rows():
     row = dict(method="gradcam", name="Grad-CAM", resolution="7x7", n=1, deletion_mean=0.2,
                deletion_se=float("nan"), insertion_mean=0.5, insertion_se=float("nan"))
     last = paper.side_by_side([row], paper.TABLE2).splitlines()[-1]
-    assert last == "| Grad-CAM | 7x7 | 1 | 0.2000 | 0.1527 | 0.5000 | 0.5938 |"     # matched by method alone
+    assert last == "| Grad-CAM | 7x7 | 1 | -- | 0.2000 | 0.1527 | -- | 0.5000 | 0.5938 |"    # matched by method alone
     row = dict(row, method="mask", name="Mask")
     assert "| 0.1753 |" in paper.side_by_side([row], paper.TABLE2, coarse={7: 14})
     assert "| -- |" in paper.side_by_side([row], paper.TABLE2)

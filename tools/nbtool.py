@@ -1,14 +1,20 @@
 """Run, normalise and check the book's chapters.
 
-    python tools/nbtool.py chapters [NAME ...]            re-run chapters in place (book profile)
-    python tools/nbtool.py run NB --params FILE [--out P]  run one chapter with other parameters
-    python tools/nbtool.py refs [NAME ...]                 regenerate the tiny reference notebooks (tests/notebooks)
-    python tools/nbtool.py check                           CI: outputs present, no errors, not stale, refs in sync
-    python tools/nbtool.py times                           run time of every committed chapter
+    python tools/nbtool.py chapters [NAME ...]              re-run chapters in place (book profile)
+    python tools/nbtool.py run NB [--profile NAME | --params FILE] [--out P]
+                                                             run one chapter into _build/runs/<profile>/
+    python tools/nbtool.py refs [NAME ...]                   regenerate the tiny reference notebooks (tests/notebooks)
+    python tools/nbtool.py check                             CI: outputs present, no errors, not stale, refs in
+                                                             sync, every profile file valid, a tiny file per chapter
+    python tools/nbtool.py times                             run time of every committed chapter
 
 Profiles: the defaults of each chapter's ``parameters`` cell are the **book** profile (committed
-outputs); ``book/params/tiny.yaml`` is what CI runs; ``book/params/full.yaml`` is the paper's
-setting for a GPU. A parameter file holds one section per chapter, keyed by the file stem.
+outputs; it needs no files). Every other profile is a folder of flat parameter files, one per chapter,
+named after the notebook: ``book/params/<profile>/<chapter stem>.yaml``, exactly what
+``papermill -f`` takes. ``tiny`` is what CI runs (every chapter must have a file); ``full`` is the
+paper's setting for a GPU. A file named ``<chapter stem>_<variant>.yaml`` is another setting of the same
+chapter (``full/08_benchmark_table2.yaml``: the paper's Table 2), run with ``--params``. A profile file may
+only set names that its chapter's ``parameters`` cell defines (papermill would inject any other silently).
 
 Every executed notebook records, in ``metadata.igospp``, the profile, the parameters, its run
 time, the library modules its kernel had loaded when it finished, and a hash of those modules'
@@ -20,6 +26,7 @@ module changes; any change to a module it loaded, ``igospp/__init__.py`` include
 from __future__ import annotations
 
 import argparse
+import ast
 import hashlib
 import json
 import sys
@@ -46,14 +53,146 @@ def chapters(names: list[str] | None = None) -> list[Path]:
     return found
 
 
-def profile_params(path: Path | None, chapter: Path) -> dict:
-    """The parameters of ``chapter`` in a profile file (a section per chapter stem, or one flat mapping)."""
-    if path is None:
-        return {}
-    data = yaml.safe_load(path.read_text()) or {}
-    if any(isinstance(v, dict) for v in data.values()):
-        return dict(data.get(chapter.stem, {}))
+BOOK = "book"    # the profile of the committed outputs: the defaults of each parameters cell, no files
+TINY = "tiny"    # what CI runs: every chapter must have a file
+
+
+class ProfileError(ValueError):
+    """A profile or parameter file that cannot be used as given."""
+
+
+def rel(path: Path) -> str:
+    path = Path(path).resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
+def find_chapter(name: str | Path) -> Path:
+    """A chapter notebook from its path (``book/chapters/04_igospp.ipynb``) or its stem (``04_igospp``)."""
+    path = Path(name)
+    if path.suffix == ".ipynb" or path.exists():
+        if not path.is_file():
+            raise ProfileError(f"{name}: no such notebook")
+        return path.resolve()
+    matches = [p for p in chapters() if p.stem == str(name)]
+    if not matches:
+        raise ProfileError(f"{name}: no chapter of that name in {rel(CHAPTERS)}")
+    return matches[0]
+
+
+def chapter_parameters(chapter: Path) -> list[str]:
+    """The names the chapter's ``parameters`` cell assigns: the only names a profile may set."""
+    nb = nbformat.read(str(chapter), as_version=4)
+    cells = [c for c in nb.cells if c.cell_type == "code" and "parameters" in c.get("metadata", {}).get("tags", [])]
+    if not cells:
+        raise ProfileError(f"{rel(chapter)}: has no code cell tagged `parameters`")
+    names = set()
+    for node in ast.parse(cells[0].source).body:
+        if isinstance(node, ast.Assign):
+            names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            names.add(node.target.id)
+    return sorted(names)
+
+
+def profile_file(profile: str, chapter: Path) -> Path:
+    """Where profile ``profile`` keeps the parameters of ``chapter``: ``book/params/<profile>/<stem>.yaml``."""
+    return PARAMS / profile / f"{chapter.stem}.yaml"
+
+
+def profile_names() -> list[str]:
+    return sorted({BOOK, *(d.name for d in PARAMS.iterdir() if d.is_dir())})
+
+
+def chapter_of(params_file: Path) -> Path | None:
+    """The chapter a profile file belongs to: its stem is the chapter's, or the chapter's plus ``_variant``."""
+    stem = Path(params_file).stem
+    found = [c for c in chapters() if stem == c.stem or stem.startswith(c.stem + "_")]
+    return max(found, key=lambda c: len(c.stem)) if found else None
+
+
+def load_params(path: Path, chapter: Path) -> dict:
+    """A flat parameter file (what ``papermill -f`` takes), checked against ``chapter``'s parameters cell."""
+    path = Path(path)
+    if not path.is_file():
+        raise ProfileError(f"{rel(path)}: no such parameter file")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ProfileError(f"{rel(path)}: not valid YAML: {err}") from None
+    data = {} if data is None else data
+    if not isinstance(data, dict):
+        raise ProfileError(f"{rel(path)}: must be a mapping of parameter names to values")
+    known = chapter_parameters(chapter)
+    unknown = sorted(str(k) for k in data if k not in known)
+    if unknown:
+        hint = (" (one section per chapter is the old layout: profiles are now one flat file per chapter, "
+                "book/params/<profile>/<chapter>.yaml)" if any(isinstance(v, dict) for v in data.values()) else "")
+        raise ProfileError(f"{rel(path)}: {', '.join(unknown)} not defined by the parameters cell of "
+                           f"{chapter.name}{hint}; it defines {', '.join(known)}")
     return data
+
+
+def profile_params(profile: str, chapter: Path) -> dict:
+    """The parameters of ``chapter`` in profile ``profile``; only the book profile may lack a file (no overrides)."""
+    path = profile_file(profile, chapter)
+    if not path.exists():
+        if profile == BOOK:
+            return {}
+        raise ProfileError(f"{rel(path)}: missing; profile {profile!r} has no file for {chapter.name}"
+                           + ("" if (PARAMS / profile).is_dir() else f" (profiles: {', '.join(profile_names())})"))
+    return load_params(path, chapter)
+
+
+def resolve_run(notebook: str | Path, profile: str | None = None, params: str | Path | None = None,
+                out: str | Path | None = None) -> tuple[Path, str, dict, Path]:
+    """What ``run`` executes: (chapter, profile label, parameters, output notebook).
+
+    ``profile`` picks ``book/params/<profile>/<stem>.yaml``; ``params`` names a flat file instead (which, inside
+    ``book/params/<profile>/``, must belong to this chapter). Neither: the book profile. The output defaults to
+    ``_build/runs/<profile>/<file or chapter stem>.ipynb``, never into ``book/``.
+    """
+    chapter = find_chapter(notebook)
+    if profile and params:
+        raise ProfileError("give a profile or a parameter file, not both")
+    if params:
+        path = Path(params).resolve()
+        in_profile = path.parent.parent == PARAMS.resolve()
+        if in_profile and chapter_of(path) != chapter:
+            raise ProfileError(f"{rel(path)} is a parameter file for "
+                               f"{(chapter_of(path) or Path('no chapter')).name}, not {chapter.name}")
+        label = path.parent.name if in_profile else "custom"
+        values = load_params(path, chapter)
+        name = path.stem if path.stem.startswith(chapter.stem) else chapter.stem
+    else:
+        label = profile or BOOK
+        values = profile_params(label, chapter)
+        name = chapter.stem
+    target = Path(out) if out else ROOT / "_build" / "runs" / label / f"{name}.ipynb"
+    return chapter, label, values, target
+
+
+def profile_problems() -> list[str]:
+    """Every profile file must be flat, belong to a chapter and set only its parameters; tiny covers every chapter."""
+    problems = []
+    for path in sorted(PARAMS.glob("*.y*ml")):
+        problems.append(f"{rel(path)}: profiles are folders of one flat file per chapter, "
+                        f"book/params/<profile>/<chapter>.yaml")
+    for path in sorted(PARAMS.glob("*/*")):
+        if path.suffix not in (".yaml", ".yml"):
+            continue
+        chapter = chapter_of(path)
+        if chapter is None:
+            problems.append(f"{rel(path)}: named after no chapter (expected <chapter stem>[_variant].yaml)")
+            continue
+        try:
+            load_params(path, chapter)
+        except ProfileError as err:
+            problems.append(str(err))
+    for chapter in chapters():
+        if not profile_file(TINY, chapter).exists():
+            problems.append(f"{rel(profile_file(TINY, chapter))}: missing; every chapter needs a tiny profile "
+                            f"file (CI runs it; an empty file means the chapter's defaults)")
+    return problems
 
 
 # Appended to a chapter before it runs and removed from the result: which library files did the kernel load?
@@ -142,26 +281,30 @@ def execute(src: Path, dst: Path, params: dict, profile: str) -> float:
 def cmd_chapters(args: argparse.Namespace) -> None:
     for nb in chapters(args.names):
         print(f"{nb.name}: ", end="", flush=True)
-        print(f"{execute(nb, nb, {}, 'book'):.0f} s", flush=True)
+        print(f"{execute(nb, nb, {}, BOOK):.0f} s", flush=True)
 
 
 def cmd_run(args: argparse.Namespace) -> None:
-    nb = Path(args.notebook)
-    params = profile_params(Path(args.params) if args.params else None, nb)
-    out = Path(args.out) if args.out else ROOT / "_build" / "runs" / nb.name
-    profile = Path(args.params).stem if args.params else "book"
-    print(f"{nb.name} with {params or 'its defaults'} -> {out}: {execute(nb, out, params, profile):.0f} s")
+    try:
+        nb, profile, params, out = resolve_run(args.notebook, args.profile, args.params, args.out)
+    except ProfileError as err:
+        sys.exit(f"nbtool run: {err}")
+    print(f"{nb.name} ({profile}) with {params or 'its defaults'} -> {rel(out)}: ", end="", flush=True)
+    print(f"{execute(nb, out, params, profile):.0f} s", flush=True)
 
 
 def cmd_refs(args: argparse.Namespace) -> None:
-    for nb in chapters(args.names):
-        params = profile_params(PARAMS / "tiny.yaml", nb)
+    try:
+        runs = [(nb, profile_params(TINY, nb)) for nb in chapters(args.names)]
+    except ProfileError as err:
+        sys.exit(f"nbtool refs: {err}")
+    for nb, params in runs:
         print(f"{nb.name} (tiny): ", end="", flush=True)
-        print(f"{execute(nb, REFS / nb.name, params, 'tiny'):.0f} s", flush=True)
+        print(f"{execute(nb, REFS / nb.name, params, TINY):.0f} s", flush=True)
 
 
 def cmd_check(args: argparse.Namespace) -> None:
-    problems = []
+    problems = profile_problems()
     for nb_path in chapters():
         nb = nbformat.read(str(nb_path), as_version=4)
         code = [c for c in nb.cells if c.cell_type == "code"]
@@ -179,7 +322,10 @@ def cmd_check(args: argparse.Namespace) -> None:
         if not ref_path.exists():
             problems.append(f"{ref_path.relative_to(ROOT)}: missing; run `make refs`")
             continue
-        params = profile_params(PARAMS / "tiny.yaml", nb_path)
+        try:
+            params = profile_params(TINY, nb_path)
+        except ProfileError:
+            continue    # reported by profile_problems
         prepared = papermill.execute_notebook(str(nb_path), None, parameters=params, prepare_only=True,
                                               kernel_name="python3", progress_bar=False)
         ref = nbformat.read(str(ref_path), as_version=4)
@@ -190,7 +336,8 @@ def cmd_check(args: argparse.Namespace) -> None:
         print(f"nbtool check: {p}", file=sys.stderr)
     if problems:
         sys.exit(1)
-    print(f"nbtool check: {len(chapters())} chapters with book-profile outputs, current, tiny references in sync")
+    print(f"nbtool check: {len(chapters())} chapters with book-profile outputs, current, tiny references in sync, "
+          f"profiles {', '.join(profile_names())} valid")
 
 
 def cmd_times(args: argparse.Namespace) -> None:
@@ -201,23 +348,29 @@ def cmd_times(args: argparse.Namespace) -> None:
         print(f"{nb_path.stem:<40} book {book.get('seconds', '?'):>7} s   tiny {tiny.get('seconds', '?'):>6} s")
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("chapters")
     p.add_argument("names", nargs="*")
     p.set_defaults(func=cmd_chapters)
-    p = sub.add_parser("run")
-    p.add_argument("notebook")
-    p.add_argument("--params", default=None)
-    p.add_argument("--out", default=None)
+    p = sub.add_parser("run", help="run one chapter with a profile or a parameter file")
+    p.add_argument("notebook", help="book/chapters/NN_name.ipynb, or NN_name")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--profile", default=None, help="book (default), tiny, full: book/params/PROFILE/<stem>.yaml")
+    which.add_argument("--params", default=None, help="a flat YAML file of parameters (what papermill -f takes)")
+    p.add_argument("--out", default=None, help="output notebook (default _build/runs/<profile>/<name>.ipynb)")
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("refs")
     p.add_argument("names", nargs="*")
     p.set_defaults(func=cmd_refs)
     sub.add_parser("check").set_defaults(func=cmd_check)
     sub.add_parser("times").set_defaults(func=cmd_times)
-    args = ap.parse_args()
+    return ap
+
+
+def main() -> None:
+    args = parser().parse_args()
     args.func(args)
 
 

@@ -15,8 +15,9 @@ import torch
 
 from .data import image_folder, sample_images
 from .models import ModelBundle, resolve_device
+from .stats import PairedDifference
 
-__all__ = ["setup", "load_images", "glue", "Stopwatch"]
+__all__ = ["setup", "load_images", "glue", "Stopwatch", "table", "machine", "verdict"]
 
 
 def setup(seed: int = 0, threads: int | None = 2, device: str = "auto") -> torch.device:
@@ -86,3 +87,66 @@ class Stopwatch:
     @property
     def seconds(self) -> float:
         return time.perf_counter() - self.start
+
+
+def table(rows: list[list[Any]], header: list[str], digits: int = 3) -> Any:
+    """A table for a notebook cell's output: ``IPython.display.Markdown`` holding a pipe table.
+
+    The book renders Markdown outputs as MyST, so the table becomes an HTML table; floats are
+    rounded to ``digits`` decimals, ``None`` shows as "--".
+
+    Example:
+        >>> from igospp.book import table
+        >>> print(table([["iGOS++", 0.12345, None]], ["method", "deletion", "paper"]).data)
+        | method | deletion | paper |
+        |---|---|---|
+        | iGOS++ | 0.123 | -- |
+        <BLANKLINE>
+    """
+    from IPython.display import Markdown
+
+    def cell(value: Any) -> str:
+        if value is None:
+            return "--"
+        if isinstance(value, (float, np.floating)):
+            return f"{float(value):.{digits}f}"
+        if isinstance(value, torch.Tensor) and value.numel() == 1:
+            return f"{float(value):.{digits}f}"
+        return str(value).replace("|", "\\|")
+
+    if any(len(r) != len(header) for r in rows):
+        raise ValueError(f"every row needs {len(header)} cells, one per header entry {header}.")
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell(v) for v in r) + " |" for r in rows]
+    return Markdown("\n".join(lines) + "\n")
+
+
+def machine(device: torch.device | str = "cpu") -> str:
+    """What a chapter ran on, for glued run times: the GPU's name, or the CPU's with its thread count."""
+    from .evaluation import versions
+
+    info = versions()
+    if torch.device(device).type == "cuda":
+        return info["cuda"]
+    return f"{info['cpu']}, {info['cpu_threads']} threads"
+
+
+def verdict(diff: PairedDifference, paper_sign: int) -> str:
+    """Whether a paired difference reproduces the paper's direction: ``"reproduced"``, ``"contradicted"``
+    (the interval excludes zero on the other side) or ``"inconclusive"`` (it includes zero).
+
+    Args:
+        diff: ``a - b`` over the same images (:func:`igospp.stats.paired_difference`).
+        paper_sign: ``+1`` when the paper finds ``a > b``, ``-1`` when it finds ``a < b``.
+
+    Example:
+        >>> from igospp.book import verdict
+        >>> from igospp.stats import paired_difference
+        >>> verdict(paired_difference([0.7, 0.8, 0.75], [0.5, 0.6, 0.52]), +1)
+        'reproduced'
+    """
+    if paper_sign not in (1, -1):
+        raise ValueError(f"paper_sign must be +1 or -1, got {paper_sign!r}.")
+    if not diff.excludes_zero:
+        return "inconclusive"
+    return "reproduced" if (diff.mean > 0) == (paper_sign > 0) else "contradicted"

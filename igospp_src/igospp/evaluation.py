@@ -37,10 +37,11 @@ from .config import Config
 from .data import ImageRecord, image_folder, sample_images
 from .metrics import PROTOCOLS, CausalMetricResult, Protocol, insertion_deletion
 from .models import ModelBundle, load_model
+from .stats import PairedDifference, mean_se, paired_difference
 from .storage import read_json, write_bytes, write_json
 
 __all__ = ["OPTIMIZED", "ABLATIONS", "EVALUATION_METHODS", "DISPLAY_NAMES", "BUNDLED", "Job", "jobs", "versions",
-           "run_method", "evaluate", "bundled_folder", "load_records", "summarize", "Summary"]
+           "run_method", "evaluate", "bundled_folder", "load_records", "summarize", "Summary", "paired"]
 
 #: The ablations of the paper's Table 3 that are not methods of their own: iGOS++ with one
 #: :class:`~igospp.Config` field replaced. "No BTV" is read as plain TV at the mask's resolution
@@ -301,10 +302,10 @@ def load_records(out: str | Path) -> list[dict[str, Any]]:
     return records
 
 
-def _mean_se(values: list[float]) -> tuple[float, float]:
-    arr = np.asarray(values, dtype=np.float64)
-    se = float(arr.std(ddof=1) / math.sqrt(arr.size)) if arr.size > 1 else float("nan")
-    return float(arr.mean()), se
+def _fmt(mean: float | None, se: float | None) -> str:
+    if mean is None:
+        return "--"
+    return f"{mean:.4f}" if se is None or math.isnan(se) else f"{mean:.4f} ± {se:.4f}"
 
 
 @dataclass
@@ -313,7 +314,10 @@ class Summary:
 
     Attributes:
         rows: dicts with ``method``, ``name``, ``resolution``, ``n``, ``deletion_mean``,
-            ``deletion_se``, ``insertion_mean``, ``insertion_se``, ``seconds_mean``.
+            ``deletion_se``, ``insertion_mean``, ``insertion_se`` (trapezoid AUCs),
+            ``legacy_deletion_mean``, ``legacy_deletion_se``, ``legacy_insertion_mean``,
+            ``legacy_insertion_se`` (the authors' logged scores, ``None`` when the protocol has
+            none) and ``seconds_mean``.
         model, protocol, images_dir, devices: what the numbers depend on.
     """
 
@@ -327,32 +331,39 @@ class Summary:
     def header(self) -> str:
         p = self.protocol
         steps = f"{p['step']} units/step" if p.get("step") else f"about {p['n_steps']} steps"
+        rules = "trapezoid AUC and the authors' logged score" if p.get("legacy") else "trapezoid AUC"
         return (f"model: {self.model}; protocol: {p['name']} (deletion to {p['deletion_substrate']}, insertion from "
                 f"{p['insertion_substrate']}, ranking {p['unit']}, {steps}, {p['score']} of the top-1 class, "
-                f"trapezoid AUC); images: {self.images_dir}; device: {', '.join(self.devices)}; images per "
+                f"{rules}); images: {self.images_dir}; device: {', '.join(self.devices)}; images per "
                 f"method call: {', '.join(map(str, self.batch_images))} (seconds / image = call time / images)")
 
     def to_markdown(self) -> str:
-        def fmt(mean: float, se: float) -> str:
-            return f"{mean:.4f}" if math.isnan(se) else f"{mean:.4f} ± {se:.4f}"
-
-        lines = [f"*{self.header()}*", "",
-                 "| method | resolution | images | deletion AUC (lower is better) | insertion AUC (higher is better) "
-                 "| seconds / image |", "|---|---|---|---|---|---|"]
+        legacy = any(r["legacy_deletion_mean"] is not None for r in self.rows)
+        head = "| method | resolution | images | deletion AUC (lower is better) | insertion AUC (higher is better) "
+        rule = "|---|---|---|---|---|"
+        if legacy:
+            head += "| deletion, authors' rule | insertion, authors' rule "
+            rule += "---|---|"
+        lines = [f"*{self.header()}*", "", head + "| seconds / image |", rule + "---|"]
         for r in self.rows:
-            lines.append(f"| {r['name']} | {r['resolution']} | {r['n']} | {fmt(r['deletion_mean'], r['deletion_se'])} "
-                         f"| {fmt(r['insertion_mean'], r['insertion_se'])} | {r['seconds_mean']:.2f} |")
+            line = (f"| {r['name']} | {r['resolution']} | {r['n']} | {_fmt(r['deletion_mean'], r['deletion_se'])} "
+                    f"| {_fmt(r['insertion_mean'], r['insertion_se'])} ")
+            if legacy:
+                line += (f"| {_fmt(r['legacy_deletion_mean'], r['legacy_deletion_se'])} "
+                         f"| {_fmt(r['legacy_insertion_mean'], r['legacy_insertion_se'])} ")
+            lines.append(line + f"| {r['seconds_mean']:.2f} |")
         return "\n".join(lines) + "\n"
 
     def to_csv(self) -> str:
         buffer = io.StringIO()
         fields = ["method", "name", "resolution", "n", "deletion_mean", "deletion_se", "insertion_mean",
-                  "insertion_se", "seconds_mean"]
+                  "insertion_se", "legacy_deletion_mean", "legacy_deletion_se", "legacy_insertion_mean",
+                  "legacy_insertion_se", "seconds_mean"]
         buffer.write(f"# {self.header()}\n")
         writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
         writer.writeheader()
         for r in self.rows:
-            writer.writerow({k: r[k] for k in fields})
+            writer.writerow({k: "" if r[k] is None else r[k] for k in fields})
         return buffer.getvalue()
 
     def write(self, out: str | Path) -> tuple[Path, Path]:
@@ -360,6 +371,62 @@ class Summary:
         out = Path(out)
         return (write_bytes(out / "summary.md", self.to_markdown().encode()),
                 write_bytes(out / "summary.csv", self.to_csv().encode()))
+
+
+def _same_resolution(record: dict[str, Any], resolution: int | str | None) -> bool:
+    if resolution is None:
+        return True
+    first = str(resolution).split("x")[0]
+    return str(record["resolution"]).split("x")[0] == first
+
+
+def paired(records: list[dict[str, Any]], a: str, b: str, metric: str = "insertion_auc",
+           resolution: int | str | None = None, resolution_b: int | str | None = None,
+           confidence: float = 0.95) -> PairedDifference:
+    """Per-image difference ``a - b`` of one metric between two methods, with its confidence interval.
+
+    Args:
+        records: records of :func:`evaluate` (:func:`load_records`).
+        a, b: method names, e.g. ``"igospp"`` and ``"igos"``.
+        metric: a record field: ``"deletion_auc"``, ``"insertion_auc"``, ``"legacy_deletion_auc"``,
+            ``"legacy_insertion_auc"`` or ``"seconds"``.
+        resolution: keep records of ``a`` at this resolution (``28``, ``"28"`` or ``"28x28"``);
+            ``None`` for any (methods whose resolution is fixed).
+        resolution_b: the same for ``b``; default: ``resolution``.
+        confidence: coverage of the Student-t interval (:func:`igospp.stats.paired_difference`).
+
+    Returns:
+        A :class:`~igospp.stats.PairedDifference` over the images that both methods have.
+
+    Raises:
+        ValueError: when no image has both, or a record lacks ``metric``.
+
+    Example:
+        >>> from igospp.evaluation import paired
+        >>> recs = [dict(path=p, method=m, resolution="28", insertion_auc=v) for p, m, v in
+        ...         [("a", "igospp", 0.7), ("b", "igospp", 0.6), ("a", "igos", 0.5), ("b", "igos", 0.5)]]
+        >>> d = paired(recs, "igospp", "igos", resolution=28)
+        >>> round(d.mean, 3), d.n, d.n_positive
+        (0.15, 2, 2)
+    """
+    resolution_b = resolution if resolution_b is None else resolution_b
+
+    def values(method: str, res: int | str | None) -> dict[str, float]:
+        out = {}
+        for r in records:
+            if r["method"] == method and _same_resolution(r, res):
+                if r.get(metric) is None:
+                    raise ValueError(f"record of {method!r} for {r.get('path')!r} has no {metric!r}; pick another "
+                                     "metric (legacy scores exist only for the 'igospp' protocol).")
+                out[str(r.get("path", r.get("image")))] = float(r[metric])
+        return out
+
+    va, vb = values(a, resolution), values(b, resolution_b)
+    common = sorted(set(va) & set(vb))
+    if not common:
+        raise ValueError(f"no image has records of both {a!r} (resolution {resolution}) and {b!r} (resolution "
+                         f"{resolution_b}); check the method names and resolutions.")
+    return paired_difference([va[k] for k in common], [vb[k] for k in common], confidence)
 
 
 def summarize(records: list[dict[str, Any]]) -> Summary:
@@ -385,12 +452,14 @@ def summarize(records: list[dict[str, Any]]) -> Summary:
     rows = []
     for method, res in sorted(groups, key=order):
         group = groups[(method, res)]
-        d_mean, d_se = _mean_se([r["deletion_auc"] for r in group])
-        i_mean, i_se = _mean_se([r["insertion_auc"] for r in group])
-        rows.append(dict(method=method, name=DISPLAY_NAMES.get(method, method), resolution=f"{res}x{res}"
-                         if "x" not in res else res, n=len(group), deletion_mean=d_mean, deletion_se=d_se,
-                         insertion_mean=i_mean, insertion_se=i_se,
-                         seconds_mean=float(np.mean([r["seconds"] for r in group]))))
+        row = dict(method=method, name=DISPLAY_NAMES.get(method, method), resolution=f"{res}x{res}"
+                   if "x" not in res else res, n=len(group))
+        for key in ("deletion", "insertion", "legacy_deletion", "legacy_insertion"):
+            values = [r.get(f"{key}_auc") for r in group]
+            mean, se = mean_se(values) if None not in values else (None, None)
+            row.update({f"{key}_mean": mean, f"{key}_se": se})
+        row["seconds_mean"] = float(np.mean([r["seconds"] for r in group]))
+        rows.append(row)
     return Summary(rows=rows, model=models[0], protocol=records[0]["protocol"],
                    images_dir=records[0]["images_dir"], devices=sorted({r["device"] for r in records}),
                    batch_images=sorted({int(r.get("batch_images", 1)) for r in records}))

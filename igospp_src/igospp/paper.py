@@ -15,7 +15,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-__all__ = ["TABLE1", "TABLE2", "TABLE3", "TABLE6", "TABLE_MODELS", "side_by_side"]
+__all__ = ["TABLE1", "TABLE2", "TABLE3", "TABLE5", "TABLE6", "TABLE7", "TABLE7_LAMBDAS", "TABLE_MODELS",
+           "side_by_side"]
 
 #: Table 1: ResNet50, ImageNet validation, (deletion, insertion) per method and mask resolution.
 TABLE1: dict[tuple[str, int], tuple[float, float]] = {
@@ -57,7 +58,26 @@ TABLE6: dict[tuple[str, int | None], float] = {
     ("rise", None): 61.77,
 }
 
-TABLE_MODELS = {"TABLE1": "ResNet50", "TABLE2": "VGG19", "TABLE3": "ResNet50", "TABLE6": "ResNet50"}
+#: Table 5 (supplementary): iGOS++'s deletion mask ``Mx``, insertion mask ``My`` and their product ``Mxy``
+#: scored alone, ResNet50, at 224 x 224 and 28 x 28. As printed: the ``Mxy`` insertion at 28 x 28 (0.7332)
+#: differs from Table 1's iGOS++ at 28 x 28 (0.7284) and equals Table 1's 7 x 7 value, probably a slip in
+#: the paper; its ``Mxy`` deletion at 28 x 28 (0.0929) does match Table 1.
+TABLE5: dict[tuple[str, int], tuple[float, float]] = {
+    ("Mx", 224): (0.0268, 0.5008), ("My", 224): (0.0594, 0.7184), ("Mxy", 224): (0.0328, 0.7261),
+    ("Mx", 28): (0.1011, 0.5536), ("My", 28): (0.1788, 0.6912), ("Mxy", 28): (0.0929, 0.7332),
+}
+
+#: Table 7 (supplementary): the final value of ``f_c(Phi(I, B, M)) - f_c(Phi(I, B, 1 - M))`` (lower is better)
+#: at 28 x 28, averaged over 500 images, for the naive method and iGOS++, at the ``(lambda1, lambda2)`` of
+#: :data:`TABLE7_LAMBDAS`, in that order.
+TABLE7_LAMBDAS: tuple[tuple[float, float], ...] = ((1, 2), (1, 20), (10, 20), (10, 200))
+TABLE7: dict[str, tuple[float, ...]] = {
+    "naive": (-0.869, -0.374, 0.346, 0.693),
+    "igospp": (-0.971, -0.649, 0.158, 0.654),
+}
+
+TABLE_MODELS = {"TABLE1": "ResNet50", "TABLE2": "VGG19", "TABLE3": "ResNet50", "TABLE5": "ResNet50",
+                "TABLE6": "ResNet50", "TABLE7": "ResNet50"}
 
 
 def _resolution(row: dict[str, Any]) -> int | None:
@@ -69,6 +89,10 @@ def side_by_side(rows: list[dict[str, Any]], paper: dict[tuple[str, int], tuple[
                  coarse: dict[int, int] | None = None) -> str:
     """A markdown table of reproduced rows (from :class:`igospp.evaluation.Summary`) beside the paper's numbers.
 
+    The paper's numbers are the authors' logged scores, so each metric is shown under that rule
+    (``legacy_*``, what the paper compares) beside the exact trapezoid; rows without a logged score
+    show "--" there.
+
     Args:
         rows: ``Summary.rows``.
         paper: one of :data:`TABLE1`, :data:`TABLE2`, :data:`TABLE3`.
@@ -79,22 +103,27 @@ def side_by_side(rows: list[dict[str, Any]], paper: dict[tuple[str, int], tuple[
     Example:
         >>> import igospp.paper as paper
         >>> row = dict(method="igospp", name="iGOS++", resolution="28x28", n=3, deletion_mean=0.1,
-        ...            deletion_se=0.01, insertion_mean=0.6, insertion_se=0.02)
+        ...            deletion_se=0.01, insertion_mean=0.6, insertion_se=0.02, legacy_deletion_mean=0.098,
+        ...            legacy_deletion_se=0.01, legacy_insertion_mean=0.61, legacy_insertion_se=0.02)
         >>> print(paper.side_by_side([row], paper.TABLE1).splitlines()[-1])
-        | iGOS++ | 28x28 | 3 | 0.1000 ± 0.0100 | 0.0929 | 0.6000 ± 0.0200 | 0.7284 |
+        | iGOS++ | 28x28 | 3 | 0.0980 ± 0.0100 | 0.1000 ± 0.0100 | 0.0929 | 0.6100 ± 0.0200 | 0.6000 ± 0.0200 | 0.7284 |
     """
     coarse = coarse or {}
     fixed = {m: v for (m, r), v in paper.items() if m in ("gradcam", "ig", "rise")}
 
-    def fmt(mean: float, se: float) -> str:
-        return f"{mean:.4f}" if math.isnan(se) else f"{mean:.4f} ± {se:.4f}"
+    def fmt(mean: float | None, se: float | None) -> str:
+        if mean is None:
+            return "--"
+        return f"{mean:.4f}" if se is None or math.isnan(se) else f"{mean:.4f} ± {se:.4f}"
 
-    lines = ["| method | resolution | images | deletion (here) | deletion (paper) | insertion (here) "
-             "| insertion (paper) |", "|---|---|---|---|---|---|---|"]
+    lines = ["| method | resolution | images | deletion, authors' rule | deletion, trapezoid | deletion (paper) "
+             "| insertion, authors' rule | insertion, trapezoid | insertion (paper) |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         res = _resolution(r)
         ref = fixed.get(r["method"]) if r["method"] in fixed else paper.get((r["method"], coarse.get(res, res)))
         pd, pi = ("--", "--") if ref is None else (f"{ref[0]:.4f}", f"{ref[1]:.4f}")
-        lines.append(f"| {r['name']} | {r['resolution']} | {r['n']} | {fmt(r['deletion_mean'], r['deletion_se'])} "
-                     f"| {pd} | {fmt(r['insertion_mean'], r['insertion_se'])} | {pi} |")
+        cells = [fmt(r.get(f"legacy_{k}_mean"), r.get(f"legacy_{k}_se")) + " | " + fmt(r[f"{k}_mean"], r[f"{k}_se"])
+                 + " | " + p for k, p in (("deletion", pd), ("insertion", pi))]
+        lines.append(f"| {r['name']} | {r['resolution']} | {r['n']} | {cells[0]} | {cells[1]} |")
     return "\n".join(lines) + "\n"
