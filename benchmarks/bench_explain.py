@@ -27,18 +27,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from common import device_name
 from PIL import Image
 
 import igospp
+from igospp.storage import write_json, write_npy
 
 
 def _load_folder(folder: Path, n: int) -> dict[str, np.ndarray]:
@@ -52,23 +51,11 @@ def _load_folder(folder: Path, n: int) -> dict[str, np.ndarray]:
     return out
 
 
-def _device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
-
 
 def _key(row: dict) -> tuple:
     """What identifies one measurement: method, resolution, image and the settings that change the cost."""
     return (row["method"], row["resolution"], row["image"], row["iterations"], row["ig_steps"], row["batch_size"])
 
-
-def _write_atomic(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(payload, fh, indent=2)
-    os.replace(tmp, path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--resolutions", default="7,28,224")
     ap.add_argument("--images", type=Path, default=None, help="folder of photos (default: the bundled ones)")
     ap.add_argument("--n", type=int, default=1, help="number of images")
+    ap.add_argument("--only", type=int, default=None, help="time only the image with this index (0-based) of the n")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--iterations", type=int, default=None, help="override the preset's iterations")
     ap.add_argument("--ig-steps", type=int, default=None, help="override the preset's integration steps")
@@ -85,7 +73,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--track-scores", action="store_true", help="keep Config.track_scores on (2 forwards/iteration)")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/bench_explain.json"))
     ap.add_argument("--fresh", action="store_true", help="ignore results already in --out")
+    ap.add_argument("--masks", type=Path, default=None,
+                    help="folder where each heatmap's mask is saved as <method>_<res>_<image>.npy (for comparisons)")
     args = ap.parse_args(argv)
+    if args.only is not None and not 0 <= args.only < args.n:
+        ap.error(f"--only must be an image index in 0..{args.n - 1} (the --n images), got {args.only}")
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -93,13 +85,13 @@ def main(argv: list[str] | None = None) -> int:
     photos = _load_folder(args.images, args.n) if args.images else dict(list(igospp.sample_images().items())[: args.n])
     batch = bundle.preprocess(list(photos.values()))
     device = bundle.device
-    print(f"# EfficientNet-Lite0 on {_device_name(device)}; torch {torch.__version__}; {len(photos)} image(s): "
+    print(f"# EfficientNet-Lite0 on {device_name(device)}; torch {torch.__version__}; {len(photos)} image(s): "
           f"{', '.join(photos)}", flush=True)
     header = (f"{'method':<10} {'res':>4} {'T':>4} {'S':>3} {'s/heatmap':>10} {'fwd/heatmap':>12} {'bwd/heatmap':>12} "
               f"{'trials/it':>9} {'needed fwd':>11} {'official fwd':>12}")
     print(header)
     print("-" * len(header))
-    meta = dict(device=_device_name(device), torch=torch.__version__, python=sys.version.split()[0],
+    meta = dict(device=device_name(device), torch=torch.__version__, python=sys.version.split()[0],
                 model="efficientnet_lite0")
     rows = []
     if args.out.exists() and not args.fresh:
@@ -116,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
             per_eval = n_terms * cfg.ig_steps
             settings = (cfg.iterations, cfg.ig_steps, cfg.effective_batch_size(device))
             for i, name in enumerate(photos):
-                if (method, res, name, *settings) in {_key(r) for r in rows}:
+                skipped = args.only is not None and i != args.only
+                if skipped or (method, res, name, *settings) in {_key(r) for r in rows}:
                     continue
                 if device.type == "cuda":
                     torch.cuda.synchronize()
@@ -125,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
                 if device.type == "cuda":
                     torch.cuda.synchronize()
                 seconds = time.perf_counter() - start
+                if args.masks is not None:
+                    write_npy(args.masks / f"{method}_{res}_{name}.npy", exp.mask.cpu().numpy())
                 trials = int(exp.history.trials.sum())
                 needed_fwd = 1 + cfg.iterations * per_eval + trials * per_eval + 2 * cfg.iterations * cfg.track_scores
                 rows.append(dict(method=method, resolution=res, image=name, iterations=cfg.iterations,
@@ -134,8 +129,10 @@ def main(argv: list[str] | None = None) -> int:
                                  needed_backward=cfg.iterations * per_eval,
                                  official_forward=needed_fwd + cfg.iterations * per_eval,
                                  median_step=float(exp.history.step.median())))
-                _write_atomic(args.out, dict(meta, images=list(photos), rows=rows))
+                write_json(args.out, dict(meta, images=list(photos), rows=rows))
             mine = [r for r in rows if _key(r) in {(method, res, name, *settings) for name in photos}]
+            if not mine:
+                continue
             mean = {k: float(np.mean([r[k] for r in mine])) for k in
                     ("seconds", "forward_images", "backward_images", "trials", "needed_forward", "official_forward")}
             print(f"{method:<10} {res:>4} {cfg.iterations:>4} {cfg.ig_steps:>3} {mean['seconds']:>10.2f} "
