@@ -12,6 +12,8 @@ VENDOR := book/_static/vendor
 FONTS := book/_extra/book/chapters/@jupyter-widgets/html-manager/dist
 PIP_FLAGS := --disable-pip-version-check --quiet
 BOOK_FLAGS := --all -W -n --keep-going
+# Executed chapters record no progress bars (igospp shows them in interactive sessions).
+export TQDM_DISABLE := 1
 NBVAL_FLAGS := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
 
 .PHONY: help install test unit notebooks-check nbval book browser chromium vendor chapters chapter refs times \

@@ -29,6 +29,7 @@ import argparse
 import ast
 import hashlib
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -270,6 +271,7 @@ def execute(src: Path, dst: Path, params: dict, profile: str) -> float:
     probed = ROOT / "_build" / "probed" / src.name
     probed.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(source, str(probed))
+    os.environ.setdefault("TQDM_DISABLE", "1")  # committed outputs hold no progress bars
     start = time.perf_counter()
     nb = papermill.execute_notebook(str(probed), str(dst), parameters=params, kernel_name="python3",
                                     cwd=str(CHAPTERS), progress_bar=False, request_save_on_cell_execute=False)

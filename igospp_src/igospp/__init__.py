@@ -14,6 +14,7 @@ import pkgutil
 from types import ModuleType
 
 from . import baselines, metrics, viz
+from .acceleration import Accelerated, accelerate, fastest_memory_format, streamline
 from .blur import blur_baseline, gaussian_kernel1d, scaled_blur_parameters
 from .composition import phi, upsample
 from .config import METHODS, Config
@@ -62,6 +63,7 @@ __all__ = [
     "phi", "upsample", "blur_baseline", "gaussian_kernel1d", "scaled_blur_parameters",
     "path_coefficients", "path_images", "path_score", "deletion_path_score", "insertion_path_score",
     "PathTerm", "PathEngine", "Objective", "method_terms",
+    "accelerate", "Accelerated", "streamline", "fastest_memory_format",
     "l1_term", "tv", "bilateral_tv", "image_weights", "regularizer",
     "backtracking_line_search", "step_sequence", "LineSearchResult",
     "Scorer", "resolve_target",

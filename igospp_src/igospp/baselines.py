@@ -20,12 +20,13 @@ or a callable on the model output.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
+from .acceleration import accelerate
 from .config import Config, default_batch_size
 from .explain import explain
 from .inputs import BaselineLike, check_images, model_device, resolve_baseline
@@ -39,13 +40,25 @@ METHOD_NAMES: tuple[str, ...] = ("igospp", "igos", "mask", "naive", "insertion",
 
 
 def _prepare(model: torch.nn.Module, images: torch.Tensor, target: Target,
-             score: str) -> tuple[torch.Tensor, Scorer]:
+             score: str, fast: bool = False) -> tuple[torch.Tensor, Scorer, Callable[[torch.Tensor], torch.Tensor]]:
+    """Checked images on the model's device, the target's scorer, and the function to run the model with.
+
+    With ``fast``, that function runs a streamlined copy of the model in its fastest memory
+    layout (:func:`igospp.accelerate`); otherwise it is ``model`` itself.
+    """
     images = check_images(images)
     device, dtype = model_device(model, images)
     x = images.detach().to(device, dtype)
     with torch.no_grad():
         out = check_model_output(model(x), x.shape[0])
-    return x, resolve_target(target, out, score)
+    if not fast:
+        return x, resolve_target(target, out, score), model
+    prepared = accelerate(model, x, out)
+    fmt = prepared.memory_format
+
+    def run(z: torch.Tensor) -> torch.Tensor:
+        return prepared.model(z.contiguous(memory_format=fmt))
+    return x, resolve_target(target, out, score), run
 
 
 class Optimized:
@@ -146,7 +159,7 @@ class GradCAM:
                 return act.shape[-1], act.shape[-2]
 
         with torch.inference_mode(False), torch.enable_grad():
-            x, scorer = _prepare(model, images, target, "logit")
+            x, scorer, _ = _prepare(model, images, target, "logit")
             targets = [ClassifierOutputTarget(int(c)) if f is None else (lambda out, f=f: f(out[None])[0])
                        for c, f in zip(scorer.classes.tolist(), scorer.functions, strict=True)]
             layer = self._layer(model)
@@ -169,19 +182,23 @@ class IntegratedGrad:
         score: ``"logit"`` (default) or ``"softmax"``: what is attributed for class targets.
         mean, std: the model's normalisation (for ``"black"``). Default ImageNet's.
         batch_size: path images per model call (Captum's ``internal_batch_size``).
+        accelerate: run the path images through a streamlined copy of the model in its
+            fastest memory layout (:func:`igospp.accelerate`; equal to float rounding).
+            Default ``True``.
     """
 
     name = "ig"
 
     def __init__(self, baseline: BaselineLike | str = "blur", steps: int = 50, attribution: str = "abs",
                  score: str = "logit", mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
-                 batch_size: int | None = None) -> None:
+                 batch_size: int | None = None, accelerate: bool = True) -> None:
         if attribution not in ("abs", "positive"):
             raise ValueError(f"attribution must be 'abs' or 'positive', got {attribution!r}.")
         if score not in ("logit", "softmax"):
             raise ValueError(f"score must be 'logit' or 'softmax', got {score!r}.")
         self.baseline, self.steps, self.attribution, self.score = baseline, steps, attribution, score
         self.mean, self.std, self.batch_size = tuple(mean), tuple(std), batch_size
+        self.accelerate = accelerate
 
     def _baseline(self, x: torch.Tensor) -> torch.Tensor:
         if self.baseline == "blur":
@@ -196,17 +213,17 @@ class IntegratedGrad:
         from captum.attr import IntegratedGradients
 
         with torch.inference_mode(False), torch.enable_grad():
-            x, scorer = _prepare(model, images, target, self.score)
+            x, scorer, run = _prepare(model, images, target, self.score, fast=self.accelerate)
             base = self._baseline(x)
             chunk = self.batch_size or default_batch_size(x.device)
             maps = []
             for b in range(x.shape[0]):
                 fn = scorer.functions[b]
                 if fn is None:
-                    forward = (lambda z: model(z).softmax(dim=1)) if self.score == "softmax" else model
+                    forward = (lambda z: run(z).softmax(dim=1)) if self.score == "softmax" else run
                     tgt = int(scorer.classes[b])
                 else:
-                    forward, tgt = (lambda z, fn=fn: fn(model(z)).unsqueeze(1)), 0
+                    forward, tgt = (lambda z, fn=fn: fn(run(z)).unsqueeze(1)), 0
                 attr = IntegratedGradients(forward).attribute(x[b:b + 1], base[b:b + 1], target=tgt,
                                                               n_steps=self.steps, internal_batch_size=chunk)
                 maps.append(attr.abs().sum(dim=1, keepdim=True) if self.attribution == "abs"
@@ -225,6 +242,9 @@ class RISE:
         batch_size: masked images per model call.
         substrate: what masked-out pixels become, in normalised units. Default 0 (RISE's
             multiplication of the normalised image by the mask).
+        accelerate: run the masked images through a streamlined copy of the model in its
+            fastest memory layout (:func:`igospp.accelerate`; equal to float rounding).
+            Default ``True``.
 
     Each grid is upsampled bilinearly to ``(cells + 1) x cell size`` and shifted by a random
     offset below one cell before cropping to the image, as in RISE; saliency is
@@ -242,11 +262,11 @@ class RISE:
     name = "rise"
 
     def __init__(self, n_masks: int = 8000, cells: int = 7, p: float = 0.5, seed: int = 0,
-                 batch_size: int | None = None, substrate: float = 0.0) -> None:
+                 batch_size: int | None = None, substrate: float = 0.0, accelerate: bool = True) -> None:
         if n_masks < 1 or cells < 1 or not 0 < p <= 1:
             raise ValueError(f"RISE needs n_masks >= 1, cells >= 1 and 0 < p <= 1; got {n_masks}, {cells}, {p}.")
         self.n_masks, self.cells, self.p, self.seed = n_masks, cells, p, seed
-        self.batch_size, self.substrate = batch_size, substrate
+        self.batch_size, self.substrate, self.accelerate = batch_size, substrate, accelerate
 
     def draws(self, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The seeded random draws: binary grids ``(n_masks, 1, cells, cells)`` and shifts ``(n_masks, 2)``."""
@@ -265,7 +285,7 @@ class RISE:
         return torch.stack([up[i, :, dy:dy + height, dx:dx + width] for i, (dy, dx) in enumerate(shifts.tolist())])
 
     def __call__(self, model: torch.nn.Module, images: torch.Tensor, target: Target = None) -> torch.Tensor:
-        x, scorer = _prepare(model, images, target, "softmax")
+        x, scorer, run = _prepare(model, images, target, "softmax", fast=self.accelerate)
         batch, _, height, width = x.shape
         chunk = self.batch_size or default_batch_size(x.device)
         sal = torch.zeros(batch, 1, height, width, dtype=x.dtype, device=x.device)
@@ -277,7 +297,7 @@ class RISE:
                 m = self.masks(grids[start:stop], shifts[start:stop], height, width)
                 for b in range(batch):
                     masked = x[b:b + 1] * m + self.substrate * (1 - m)
-                    out = check_model_output(model(masked), masked.shape[0])
+                    out = check_model_output(run(masked), masked.shape[0])
                     scores = scorer(out, torch.full((m.shape[0],), b, device=x.device))
                     sal[b] += (scores.view(-1, 1, 1, 1) * m).sum(dim=0)
         return (sal / (self.n_masks * self.p)).to(images.device, images.dtype)

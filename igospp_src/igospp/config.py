@@ -21,6 +21,7 @@ METHODS: tuple[str, ...] = ("mask", "igos", "naive", "insertion", "igospp")
 _SMOOTHNESS = ("tv", "btv")
 _BTV_FORMS = ("official", "symmetric")
 _SCORES = ("softmax", "logit")
+_AUTOCAST = ("bfloat16", "float16")
 
 
 def default_batch_size(device: torch.device | str) -> int:
@@ -123,7 +124,29 @@ class Config:
             image ``Phi(I, B, M)`` and of the insertion image ``Phi(B, I, M)`` in
             :attr:`Explanation.history` (two forward images per image and iteration, counted
             in :attr:`Explanation.stats`). Default ``True``.
-        progress: show a tqdm progress bar over iterations. Default ``False``.
+        progress: show a progress bar over iterations with the objective and the step.
+            ``None`` (default): when the output is interactive (a terminal or a notebook
+            kernel) and the environment variable ``TQDM_DISABLE`` is not set.
+        accelerate: run the passes on a private copy of the model with its batch norms folded
+            into the convolutions and channels-last memory (:func:`igospp.accelerate`),
+            checked against the model on the clean images. Exact up to float rounding: per
+            pass the logits of EfficientNet-Lite0 move by about ``1e-5``; over many iterations
+            the line search's accept/reject decisions can amplify this into visibly different
+            masks, as any change of summation order would. Default ``True``; ``False`` runs
+            the caller's model as it is.
+        ls_warm_start: (speed option: it changes the trajectory, so it is off by default,
+            as are the three after it) start each image's line search at this factor times the step it
+            accepted at the previous iteration (capped at ``ls_initial_step``) instead of
+            at ``ls_initial_step`` every time. At least 1. Default ``None`` (off).
+        ls_common_noise: evaluate the line-search trials with the noise draw of the gradient
+            pass (common random numbers), so that the Armijo test compares the objective at
+            two masks under the same noise. Keeps ``n_terms x S`` noise images per image in
+            memory. Default ``False``.
+        ls_ig_steps: integration intervals for the line-search trials (and their base
+            value, evaluated afresh) instead of ``ig_steps``. Default ``None``.
+        autocast: run the model under ``torch.autocast`` in ``"bfloat16"`` or ``"float16"``.
+            Fast only where the hardware has such units (recent GPUs; CPUs with AVX-512-BF16
+            or AMX). Default ``None`` (the model's precision).
     """
 
     method: Method = "igospp"
@@ -153,7 +176,12 @@ class Config:
     low_score_threshold: float | None = 0.1
     ls_fresh_base: bool = False
     track_scores: bool = True
-    progress: bool = False
+    progress: bool | None = None
+    accelerate: bool = True
+    ls_warm_start: float | None = None
+    ls_common_noise: bool = False
+    ls_ig_steps: int | None = None
+    autocast: Literal["bfloat16", "float16"] | None = None
 
     def __post_init__(self) -> None:
         _choice("method", self.method, METHODS)
@@ -201,9 +229,21 @@ class Config:
             raise ValueError(f"Config.seed must be an integer, got {self.seed!r}.")
         if self.low_score_threshold is not None:
             _number("low_score_threshold", self.low_score_threshold, low=-math.inf, strict=True)
-        for flag in ("ls_fresh_base", "track_scores", "progress"):
+        for flag in ("ls_fresh_base", "track_scores", "accelerate", "ls_common_noise"):
             if not isinstance(getattr(self, flag), bool):
                 raise ValueError(f"Config.{flag} must be True or False, got {getattr(self, flag)!r}.")
+        if self.progress is not None and not isinstance(self.progress, bool):
+            raise ValueError(f"Config.progress must be True, False or None (automatic), got {self.progress!r}.")
+        if self.ls_warm_start is not None:
+            _number("ls_warm_start", self.ls_warm_start, low=1.0, strict=False)
+        if self.ls_ig_steps is not None:
+            _positive_int("ls_ig_steps", self.ls_ig_steps)
+        if self.autocast is not None:
+            _choice("autocast", self.autocast, _AUTOCAST)
+        if self.ls_common_noise and (self.ls_fresh_base or self.ls_ig_steps is not None):
+            other = "ls_fresh_base=True" if self.ls_fresh_base else f"ls_ig_steps={self.ls_ig_steps}"
+            raise ValueError(f"Config.ls_common_noise=True reuses the gradient pass's noise draw, which {other} "
+                             "replaces by new draws; set one of the two.")
 
     # ------------------------------------------------------------------ presets
     @classmethod

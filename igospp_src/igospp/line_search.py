@@ -65,7 +65,7 @@ def backtracking_line_search(
     directions: Sequence[torch.Tensor],
     base_loss: torch.Tensor,
     *,
-    initial_step: float = 1000.0,
+    initial_step: float | torch.Tensor = 1000.0,
     shrink: float = 0.2,
     armijo: float = 1e-4,
     min_step: float = 1e-5,
@@ -79,7 +79,8 @@ def backtracking_line_search(
         masks: current masks, each ``(B, ...)``.
         directions: descent directions, same shapes as ``masks``.
         base_loss: ``(B,)`` the loss at ``masks``.
-        initial_step: first step tried. Default 1000.
+        initial_step: first step tried: a number for every image, or a ``(B,)`` tensor with
+            one per image (a warm start). Default 1000.
         shrink: factor applied after a failed trial, in (0, 1). Default 0.2.
         armijo: the constant ``c``. Default 1e-4.
         min_step: the search stops once the step is below this. Default 1e-5.
@@ -102,7 +103,10 @@ def backtracking_line_search(
     device = base_loss.device
     sq_norm = sum(d.detach().flatten(1).pow(2).sum(dim=1) for d in directions)
     slope = -armijo * sq_norm
-    step = torch.full((batch,), float(initial_step), dtype=base_loss.dtype, device=device)
+    if isinstance(initial_step, torch.Tensor):
+        step = initial_step.detach().to(dtype=base_loss.dtype, device=device).expand(batch).clone()
+    else:
+        step = torch.full((batch,), float(initial_step), dtype=base_loss.dtype, device=device)
     trials = torch.zeros(batch, dtype=torch.long, device=device)
     accepted = torch.zeros(batch, dtype=torch.bool, device=device)
     loss = torch.empty_like(base_loss)

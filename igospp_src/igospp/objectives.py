@@ -127,7 +127,13 @@ class Objective:
         return directions, self._signed_sum(values) + reg.detach(), values
 
     def value(self, masks: list[torch.Tensor], index: torch.Tensor) -> torch.Tensor:
-        """``(n,)`` the objective (noisy path scores, fresh draws) at ``masks`` for the images ``index``."""
+        """``(n,)`` the objective at ``masks`` for the images ``index``, as the line search sees it.
+
+        Noisy path scores with fresh draws, or with the gradient pass's draws when
+        ``Config.ls_common_noise``; ``Config.ls_ig_steps`` intervals when it is set.
+        """
         with torch.inference_mode():
-            values, _ = self.engine.evaluate(self.terms, self.upsampled(masks), index, grad=False)
+            values, _ = self.engine.evaluate(self.terms, self.upsampled(masks), index, grad=False,
+                                             steps=self.config.ls_ig_steps,
+                                             reuse_noise=self.config.ls_common_noise)
             return self._signed_sum(values) + self.regularizer(masks, index)

@@ -24,6 +24,7 @@ iteration in as few batched passes as possible.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -58,11 +59,23 @@ def path_coefficients(steps: int, *, dtype: torch.dtype = torch.float32,
     return torch.arange(1, steps + 1, dtype=torch.float64, device=device).div(steps).to(dtype)
 
 
-def _noise(shape: Sequence[int], std: float, generator: torch.Generator | None,
-           like: torch.Tensor) -> torch.Tensor:
-    """``N(0, std^2)`` noise of ``shape`` drawn from ``generator`` (on its own device), moved to ``like``."""
+def _noise_rows(rows: int, shape: Sequence[int], std: float, generator: torch.Generator | None,
+                like: torch.Tensor) -> torch.Tensor:
+    """``(rows, *shape)`` ``N(0, std^2)`` noise from ``generator`` (on its own device), moved to ``like``.
+
+    The rows are the draws one ``randn(shape)`` call per row would give, in order, so that
+    results do not depend on how rows are grouped into chunks. On the CPU, where the normal
+    sampler fills blocks of 16 values, one call for all rows gives exactly those draws when a
+    row holds a multiple of 16 values; otherwise (and on other devices) rows are drawn one by one.
+    """
     device = generator.device if generator is not None else like.device
-    draw = torch.randn(tuple(shape), generator=generator, dtype=like.dtype, device=device)
+    shape = tuple(shape)
+    numel = math.prod(shape)
+    if torch.device(device).type == "cpu" and numel % 16 == 0:
+        draw = torch.randn((rows, *shape), generator=generator, dtype=like.dtype, device=device)
+    else:
+        draw = torch.stack([torch.randn(shape, generator=generator, dtype=like.dtype, device=device)
+                            for _ in range(rows)])
     return draw.to(like.device).mul_(std)
 
 
@@ -94,9 +107,7 @@ def path_images(image: torch.Tensor, baseline: torch.Tensor, mask: torch.Tensor,
     up = upsample(mask, tuple(image.shape[-2:]))
     out = torch.stack([phi(image, baseline, a * up) for a in alphas], dim=1)
     if noise_std > 0:
-        noise = torch.stack([_noise(out.shape[2:], noise_std, generator, out)
-                             for _ in range(out.shape[0] * steps)])
-        out = out + noise.view_as(out)
+        out = out + _noise_rows(out.shape[0] * steps, out.shape[2:], noise_std, generator, out).view_as(out)
     return out
 
 
@@ -230,11 +241,18 @@ class PathEngine:
         generator: random source of the noise.
         batch_size: path images per model call.
         counter: where forward/backward image counts are added.
+        memory_format: layout of the path images given to the model (see
+            :func:`igospp.accelerate`). Default contiguous.
+        autocast: a dtype (``torch.bfloat16``) to run the model under ``torch.autocast``,
+            or ``None`` (default) for the model's own precision.
+        keep_noise: keep the noise of the last gradient pass, so that a forward pass can
+            reuse it (``evaluate(..., reuse_noise=True)``). Default ``False``.
     """
 
     def __init__(self, model: torch.nn.Module, images: torch.Tensor, baselines: torch.Tensor,
                  scorer: Scorer, steps: int, noise_std: float, generator: torch.Generator | None,
-                 batch_size: int, counter: Counter) -> None:
+                 batch_size: int, counter: Counter, *, memory_format: torch.memory_format = torch.contiguous_format,
+                 autocast: torch.dtype | None = None, keep_noise: bool = False) -> None:
         self.model = model
         self.images = images
         self.baselines = baselines
@@ -244,10 +262,22 @@ class PathEngine:
         self.generator = generator
         self.batch_size = batch_size
         self.counter = counter
-        self.alphas = path_coefficients(steps, dtype=images.dtype, device=images.device)
+        self.memory_format = memory_format
+        self.autocast = autocast
+        self.keep_noise = keep_noise
+        self._noise: torch.Tensor | None = None
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.contiguous(memory_format=self.memory_format)
+        if self.autocast is None:
+            return check_model_output(self.model(x), x.shape[0])
+        with torch.autocast(x.device.type, dtype=self.autocast):
+            out = self.model(x)
+        return check_model_output(out, x.shape[0]).to(x.dtype)
 
     def evaluate(self, terms: Sequence[PathTerm], upsampled: torch.Tensor, index: torch.Tensor,
-                 grad: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+                 grad: bool, *, steps: int | None = None, reuse_noise: bool = False,
+                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Path-averaged scores of ``terms`` for the images ``index``.
 
         Args:
@@ -255,41 +285,61 @@ class PathEngine:
             upsampled: ``(n, T, 1, H, W)`` the upsampled mask ``U`` of each term and image.
             index: ``(n,)`` which images (rows of ``self.images``) these are.
             grad: also return the gradient of each average with respect to its ``U``.
+            steps: integration intervals for this call. Default ``None``: the engine's ``S``.
+            reuse_noise: add the noise kept from the last gradient pass (which must have
+                covered every image, with ``keep_noise=True``) instead of fresh draws.
 
         Returns:
             ``values (n, T)`` and, if ``grad``, ``grads (n, T, 1, H, W)`` (else ``None``).
         """
-        n, n_terms, steps = index.shape[0], len(terms), self.steps
+        n, n_terms = index.shape[0], len(terms)
+        steps = self.steps if steps is None else steps
+        device = self.images.device
+        if reuse_noise and (self._noise is None or steps != self.steps):
+            raise RuntimeError("reuse_noise needs a previous gradient pass over every image with the same "
+                               "number of steps and keep_noise=True.")
+        alphas = path_coefficients(steps, dtype=self.images.dtype, device=device)
         upsampled = upsampled.detach()
-        scores = torch.empty(n, n_terms, steps, dtype=self.images.dtype, device=self.images.device)
+        scores = torch.empty(n, n_terms, steps, dtype=self.images.dtype, device=device)
         grads = torch.zeros_like(upsampled) if grad else None
-        is_deletion = torch.tensor([t.kind == "deletion" for t in terms], device=self.images.device)
+        keep = grad and self.keep_noise and self.noise_std > 0
+        kept = [] if keep else None
+        is_deletion = torch.tensor([t.kind == "deletion" for t in terms], device=device)
         total = n * n_terms * steps
         for start in range(0, total, self.batch_size):
-            rows = torch.arange(start, min(start + self.batch_size, total), device=self.images.device)
+            rows = torch.arange(start, min(start + self.batch_size, total), device=device)
             i, t, k = rows // (n_terms * steps), (rows // steps) % n_terms, rows % steps
             img = index[i]
             deletion = is_deletion[t].view(-1, 1, 1, 1)
             first = torch.where(deletion, self.images[img], self.baselines[img])
             second = torch.where(deletion, self.baselines[img], self.images[img])
-            alpha = self.alphas[k].view(-1, 1, 1, 1)
+            alpha = alphas[k].view(-1, 1, 1, 1)
             x = phi(first, second, alpha * upsampled[i, t])
-            if self.noise_std > 0:
-                x = x + torch.stack([_noise(x.shape[1:], self.noise_std, self.generator, x)
-                                     for _ in range(x.shape[0])])
+            if reuse_noise:
+                x = x + self._noise[(img * n_terms + t) * steps + k]
+            elif self.noise_std > 0:
+                noise = _noise_rows(x.shape[0], x.shape[1:], self.noise_std, self.generator, x)
+                if kept is not None:
+                    kept.append(noise)
+                x = x + noise
             if grad:
                 x.requires_grad_(True)
-                out = check_model_output(self.model(x), x.shape[0])
-                row_scores = self.scorer(out, img)
+                row_scores = self.scorer(self._forward(x), img)
                 (gx,) = torch.autograd.grad(row_scores.sum() / steps, x)
                 self.counter.backward_images += x.shape[0]
                 contrib = alpha * (gx * (first - second)).sum(dim=1, keepdim=True)
-                # A fixed summation order (row by row) keeps the result independent of batch_size.
-                for j, (ij, tj) in enumerate(zip(i.tolist(), t.tolist(), strict=True)):
-                    grads[ij, tj] += contrib[j]
+                # Rows are added one at a time in order, so the sums do not depend on batch_size:
+                # index_add_ does so on the CPU; elsewhere it uses atomics, whose order varies.
+                slots = grads.view(n * n_terms, *grads.shape[2:])
+                if slots.device.type == "cpu":
+                    slots.index_add_(0, i * n_terms + t, contrib)
+                else:
+                    for j, slot in enumerate((i * n_terms + t).tolist()):
+                        slots[slot] += contrib[j]
             else:
-                out = check_model_output(self.model(x), x.shape[0])
-                row_scores = self.scorer(out, img)
+                row_scores = self.scorer(self._forward(x), img)
             self.counter.forward_images += x.shape[0]
-            scores[i, t, k] = row_scores.detach()
+            scores[i, t, k] = row_scores.detach().to(scores.dtype)
+        if kept is not None:
+            self._noise = torch.cat(kept) if n == self.images.shape[0] else None
         return scores.sum(dim=2) / steps, grads
