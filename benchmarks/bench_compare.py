@@ -14,6 +14,11 @@ Usage::
     python benchmarks/bench_compare.py --ref HEAD --methods igospp --resolutions 28 --n 3
     python benchmarks/bench_compare.py --ref v0.1 --methods igospp,igos --resolutions 28,224 --n 5
     python benchmarks/bench_compare.py --ref HEAD~3 --new HEAD              # two commits
+    python benchmarks/bench_compare.py --ref worktree --ref-fields '{"accelerate": false}'   # two settings
+
+``--ref worktree`` (or ``--new worktree``) is the working tree itself; ``--ref-fields`` and
+``--new-fields`` give each side extra ``Config`` fields as JSON, so that one library can be
+timed under two settings (the faithful default against a speed option) in the same way.
 
 Results are written (atomically) as JSON to ``--out``.
 """
@@ -37,7 +42,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def worktree(ref: str) -> Path:
-    """A detached worktree of ``ref`` under ``_build/bench/`` (reused when it is already there)."""
+    """A detached worktree of ``ref`` under ``_build/bench/`` (reused when it is already there).
+
+    ``"worktree"`` is the working tree itself.
+    """
+    if ref == "worktree":
+        return ROOT
     sha = subprocess.run(["git", "rev-parse", "--verify", f"{ref}^{{commit}}"], cwd=ROOT, capture_output=True,
                          text=True)
     if sha.returncode != 0:
@@ -62,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ig-steps", type=int, default=None)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--ref-fields", default="{}", help="extra Config fields (JSON) for the --ref side")
+    ap.add_argument("--new-fields", default="{}", help="extra Config fields (JSON) for the --new side")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/bench_compare.json"))
     args = ap.parse_args(argv)
     if args.n < 1:
@@ -79,17 +91,21 @@ def main(argv: list[str] | None = None) -> int:
         for name in (("ref", "new") if i % 2 == 0 else ("new", "ref")):
             env = dict(os.environ, PYTHONPATH=str(trees[name] / "igospp_src"))
             # The bench script of the working tree times both versions: the same harness, two libraries.
-            subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_explain.py"), *common, "--only", str(i),
-                            "--out", str(work / f"{name}.json"), "--masks", str(work / f"masks-{name}")],
-                           env=env, check=True, stdout=subprocess.DEVNULL)
+            fields = args.ref_fields if name == "ref" else args.new_fields
+            run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_explain.py"), *common,
+                                  "--only", str(i), "--fields", fields, "--out", str(work / f"{name}.json"),
+                                  "--masks", str(work / f"masks-{name}")],
+                                 env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            if run.returncode != 0:
+                raise SystemExit(f"bench_explain.py failed for --{name} side:\n{run.stderr}")
 
     results = {name: json.loads((work / f"{name}.json").read_text()) for name in trees}
     rows = []
     header = (f"{'method':<10} {'res':>4} {'ref s/heatmap':>14} {'new s/heatmap':>14} {'speed-up':>9} "
               f"{'max |mask diff|':>16}")
     new = "the working tree" if args.new is None else f"{args.new} ({trees['new'].name})"
-    print(f"# {results['new']['device']}; ref = {args.ref} ({trees['ref'].name}), new = {new}; "
-          f"medians over {args.n} photo(s)")
+    print(f"# {results['new']['device']}; ref = {args.ref} ({trees['ref'].name}) {args.ref_fields}, "
+          f"new = {new} {args.new_fields}; medians over {args.n} photo(s)")
     print(header)
     print("-" * len(header))
     for method in args.methods.split(","):
@@ -104,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(dict(method=method, resolution=res, ref_seconds=secs["ref"], new_seconds=secs["new"],
                              ref_median=ref_s, new_median=new_s, speedup=ref_s / new_s, max_mask_diff=diff))
             print(f"{method:<10} {res:>4} {ref_s:>14.2f} {new_s:>14.2f} {ref_s / new_s:>9.2f} {diff:>16.2e}")
-    write_json(args.out, dict(ref=args.ref, new=args.new or "working tree", device=results["new"]["device"],
+    write_json(args.out, dict(ref=args.ref, new=args.new or "working tree", ref_fields=json.loads(args.ref_fields),
+                              new_fields=json.loads(args.new_fields), device=results["new"]["device"],
                               n=args.n, rows=rows))
     print(f"# written to {args.out}")
     return 0

@@ -10,13 +10,20 @@ For every (method, resolution) it explains each image once and reports, per heat
   tracked in the history when ``--track-scores`` is given: the benchmark measures the
   methods, so it turns that monitoring off unless asked);
 * what the authors' code would evaluate for the same trials: the above plus one more
-  ``n_terms x S`` forward per iteration for the line search's starting loss.
+  ``n_terms x S`` forward per iteration for the line search's starting loss;
+* the "authors'-code equivalent" seconds: those images times this run's measured cost per
+  image (seconds / (forward + backward images), a backward image counted as one more
+  image), i.e. what the same trials would cost without this library's savings in passes.
+
+``--fields`` passes extra ``Config`` fields as JSON (e.g. the speed options
+``'{"ls_warm_start": 5.0}'``); they are part of what identifies a measurement.
 
 Usage::
 
     python benchmarks/bench_explain.py                                   # bundled photos, all methods
     python benchmarks/bench_explain.py --images ../shared/data/imagenet-sample --n 5 --device cuda
     python benchmarks/bench_explain.py --methods igospp,igos --resolutions 28 --iterations 5
+    python benchmarks/bench_explain.py --methods igospp --resolutions 28 --fields '{"accelerate": false}'
 
 Results are printed as a table and written (atomically, after every heatmap) as JSON to
 ``--out``. A run that is interrupted resumes: heatmaps already in ``--out`` for the same
@@ -54,7 +61,8 @@ def _load_folder(folder: Path, n: int) -> dict[str, np.ndarray]:
 
 def _key(row: dict) -> tuple:
     """What identifies one measurement: method, resolution, image and the settings that change the cost."""
-    return (row["method"], row["resolution"], row["image"], row["iterations"], row["ig_steps"], row["batch_size"])
+    return (row["method"], row["resolution"], row["image"], row["iterations"], row["ig_steps"], row["batch_size"],
+            json.dumps(row.get("fields", {}), sort_keys=True))
 
 
 
@@ -71,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-size", type=int, default=None, help="path images per model call")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--track-scores", action="store_true", help="keep Config.track_scores on (2 forwards/iteration)")
+    ap.add_argument("--fields", default="{}", help="extra Config fields as a JSON object")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/bench_explain.json"))
     ap.add_argument("--fresh", action="store_true", help="ignore results already in --out")
     ap.add_argument("--masks", type=Path, default=None,
@@ -79,6 +88,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.only is not None and not 0 <= args.only < args.n:
         ap.error(f"--only must be an image index in 0..{args.n - 1} (the --n images), got {args.only}")
 
+    try:
+        extra = json.loads(args.fields)
+        if not isinstance(extra, dict):
+            raise ValueError("not an object")
+        igospp.Config(**extra)
+    except (ValueError, TypeError) as err:
+        ap.error(f"--fields must be a JSON object of Config fields, e.g. '{{\"ls_warm_start\": 5.0}}': {err}")
     if args.threads:
         torch.set_num_threads(args.threads)
     bundle = igospp.load_model("efficientnet_lite0", device=args.device)
@@ -88,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# EfficientNet-Lite0 on {device_name(device)}; torch {torch.__version__}; {len(photos)} image(s): "
           f"{', '.join(photos)}", flush=True)
     header = (f"{'method':<10} {'res':>4} {'T':>4} {'S':>3} {'s/heatmap':>10} {'fwd/heatmap':>12} {'bwd/heatmap':>12} "
-              f"{'trials/it':>9} {'needed fwd':>11} {'official fwd':>12}")
+              f"{'trials/it':>9} {'needed fwd':>11} {'official fwd':>12} {'authors-eq s':>12}")
     print(header)
     print("-" * len(header))
     meta = dict(device=device_name(device), torch=torch.__version__, python=sys.version.split()[0],
@@ -103,10 +119,11 @@ def main(argv: list[str] | None = None) -> int:
             fields = {k: v for k, v in (("iterations", args.iterations), ("ig_steps", args.ig_steps),
                                         ("batch_size", args.batch_size)) if v is not None}
             cfg = igospp.Config.preset(method, resolution=res, low_score_threshold=None,
-                                       track_scores=args.track_scores, **fields)
+                                       track_scores=args.track_scores, **fields, **extra)
             n_terms = len(igospp.method_terms(method)[1])
             per_eval = n_terms * cfg.ig_steps
-            settings = (cfg.iterations, cfg.ig_steps, cfg.effective_batch_size(device))
+            settings = (cfg.iterations, cfg.ig_steps, cfg.effective_batch_size(device),
+                        json.dumps(extra, sort_keys=True))
             for i, name in enumerate(photos):
                 skipped = args.only is not None and i != args.only
                 if skipped or (method, res, name, *settings) in {_key(r) for r in rows}:
@@ -128,17 +145,22 @@ def main(argv: list[str] | None = None) -> int:
                                  trials=trials, needed_forward=needed_fwd,
                                  needed_backward=cfg.iterations * per_eval,
                                  official_forward=needed_fwd + cfg.iterations * per_eval,
-                                 median_step=float(exp.history.step.median())))
+                                 median_step=float(exp.history.step.median()), fields=extra,
+                                 acceleration=getattr(exp.stats, "acceleration", "not available")))
+                per_image = seconds / (exp.stats.forward_images + exp.stats.backward_images)
+                rows[-1]["authors_equivalent_seconds"] = per_image * (rows[-1]["official_forward"]
+                                                                      + rows[-1]["needed_backward"])
                 write_json(args.out, dict(meta, images=list(photos), rows=rows))
             mine = [r for r in rows if _key(r) in {(method, res, name, *settings) for name in photos}]
             if not mine:
                 continue
             mean = {k: float(np.mean([r[k] for r in mine])) for k in
-                    ("seconds", "forward_images", "backward_images", "trials", "needed_forward", "official_forward")}
+                    ("seconds", "forward_images", "backward_images", "trials", "needed_forward", "official_forward",
+                     "authors_equivalent_seconds")}
             print(f"{method:<10} {res:>4} {cfg.iterations:>4} {cfg.ig_steps:>3} {mean['seconds']:>10.2f} "
                   f"{mean['forward_images']:>12.0f} {mean['backward_images']:>12.0f} "
                   f"{mean['trials'] / cfg.iterations:>9.2f} {mean['needed_forward']:>11.0f} "
-                  f"{mean['official_forward']:>12.0f}", flush=True)
+                  f"{mean['official_forward']:>12.0f} {mean['authors_equivalent_seconds']:>12.2f}", flush=True)
     print(f"# written to {args.out}")
     return 0
 

@@ -43,7 +43,44 @@ def test_bench_compare_times_two_revisions_and_compares_their_masks(tmp_path):
     assert row["max_mask_diff"] == 0.0
 
 
+def test_bench_compare_times_two_settings_of_the_working_tree(tmp_path):
+    """--ref worktree with --ref-fields: the faithful passes against the accelerated ones, same library."""
+    out = tmp_path / "compare.json"
+    run = _run("bench_compare.py", "--ref", "worktree", "--ref-fields", '{"accelerate": false}', "--methods", "igos",
+               "--resolutions", "7", "--n", "2", "--iterations", "1", "--ig-steps", "1", "--threads", "1",
+               "--out", str(out))
+    assert run.returncode == 0, run.stderr
+    result = json.loads(out.read_text())
+    assert result["ref_fields"] == {"accelerate": False} and result["new_fields"] == {}
+    (row,) = result["rows"]
+    assert 0 < row["max_mask_diff"] < 0.05     # float rounding, moved by at most one step of the search
+
+
+def test_bench_quality_pairs_candidates_with_the_default_and_resumes(tmp_path):
+    out = tmp_path / "quality.json"
+    args = ("--n", "2", "--resolutions", "7", "--iterations", "2", "--ig-steps", "2", "--threads", "1",
+            "--candidate", 'warm={"ls_warm_start": 5.0}', "--out", str(out))
+    run = _run("bench_quality.py", *args)
+    assert run.returncode == 0, run.stderr
+    result = json.loads(out.read_text())
+    assert len(result["rows"]) == 4                                     # 2 photos x (default, warm)
+    (entry,) = result["summary"]
+    assert entry["candidate"] == "warm" and entry["n"] == 2 and isinstance(entry["passes"], bool)
+    for auc in ("legacy_deletion_auc", "legacy_insertion_auc", "deletion_auc", "insertion_auc"):
+        e = entry[auc]
+        assert e["low"] <= e["difference"] <= e["high"]
+        assert e["difference"] == pytest.approx(e["candidate"] - e["default"])
+    again = _run("bench_quality.py", *args)
+    assert again.returncode == 0 and " s  " not in again.stdout          # nothing recomputed
+    assert json.loads(out.read_text())["rows"] == result["rows"]
+
+
 @pytest.mark.parametrize(("script", "args", "message"), [
+    ("bench_quality.py", ["--n", "1", "--candidate", "a={}"], "--n must be at least 2"),
+    ("bench_quality.py", ["--candidate", "a=[1]"], "--candidate must be NAME="),
+    ("bench_quality.py", ["--candidate", 'a={"ls_warm_start": 0.1}'], "ls_warm_start must be"),
+    ("bench_quality.py", [], "give at least one --candidate"),
+    ("bench_explain.py", ["--fields", "[1]"], "--fields must be a JSON object of Config fields"),
     ("bench_passes.py", ["--batch-sizes", "0"], "--batch-sizes must be positive"),
     ("bench_passes.py", ["--batch-sizes", "a"], "--batch-sizes must be comma-separated integers"),
     ("bench_passes.py", ["--repeats", "0"], "--repeats must be at least 1"),
