@@ -91,3 +91,17 @@ def test_bench_quality_pairs_candidates_with_the_default_and_resumes(tmp_path):
 def test_bad_arguments_are_named(script, args, message):
     run = _run(script, *args)
     assert run.returncode != 0 and message in run.stderr + run.stdout
+
+
+def test_gpu_quality_script_candidates_are_valid_config_fields():
+    """The GPU script is run where no test can follow it: its candidates must at least be valid settings."""
+    import re
+
+    import igospp
+
+    text = (BENCH / "gpu_quality.sh").read_text()
+    candidates = re.findall(r"--candidate (\w+)='(\{.*?\})'", text)
+    assert len(candidates) >= 4
+    for _, fields in candidates:
+        igospp.Config(**json.loads(fields))
+    assert subprocess.run(["bash", "-n", str(BENCH / "gpu_quality.sh")]).returncode == 0
