@@ -288,7 +288,8 @@ def test_fewer_trial_steps_are_the_shorter_riemann_sum(smooth_model, images64):
     torch.testing.assert_close(values[:, 0], expected, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("fields", [dict(ls_common_noise=True), dict(ls_ig_steps=2), dict(ls_warm_start=3.0),
+@pytest.mark.parametrize("fields", [dict(ls_common_noise=True), dict(ls_common_noise=True, noise_std=0.0),
+                                    dict(ls_ig_steps=2), dict(ls_warm_start=3.0),
                                     dict(autocast="bfloat16")])
 def test_each_option_runs_and_is_recorded(smooth_model, images64, fields):
     cfg = igospp.Config.igospp(resolution=4, iterations=2, ig_steps=3, low_score_threshold=None, **fields)

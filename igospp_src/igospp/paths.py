@@ -295,6 +295,7 @@ class PathEngine:
         n, n_terms = index.shape[0], len(terms)
         steps = self.steps if steps is None else steps
         device = self.images.device
+        reuse_noise = reuse_noise and self.noise_std > 0   # without noise there is nothing to replay
         if reuse_noise and (self._noise is None or steps != self.steps):
             raise RuntimeError("reuse_noise needs a previous gradient pass over every image with the same "
                                "number of steps and keep_noise=True.")
