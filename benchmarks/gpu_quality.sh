@@ -14,4 +14,5 @@ timeout "$seconds" python3 benchmarks/bench_quality.py --device cuda --images "$
   --candidate crn='{"ls_common_noise": true}' \
   --candidate trial10='{"ls_ig_steps": 10}' \
   --candidate warm_crn='{"ls_warm_start": 5.0, "ls_common_noise": true}' \
+  --candidate cand4='{"ls_candidates": 4}' \
   --candidate bf16='{"autocast": "bfloat16"}' 2>&1 | grep -v Warning | tee -a "$out/quality.txt"

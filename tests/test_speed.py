@@ -177,8 +177,7 @@ def test_accelerate_checks_its_rewrite_and_falls_back(make, expected):
     reference = net(x).detach()
     fast = igospp.accelerate(net, x, reference)
     assert fast.description == expected
-    torch.testing.assert_close(fast.model(x.contiguous(memory_format=fast.memory_format)), reference,
-                               rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(fast(x), reference, rtol=1e-10, atol=1e-10)
     assert _same_state(before, _state(net))
 
 
@@ -205,6 +204,30 @@ def test_metrics_and_baselines_with_acceleration_equal_without_in_float64():
     for method in (igospp.baselines.RISE, igospp.baselines.IntegratedGrad):
         kw = dict(n_masks=24) if method is igospp.baselines.RISE else dict(steps=8)
         torch.testing.assert_close(method(**kw)(net, x), method(**kw, accelerate=False)(net, x), rtol=0, atol=1e-10)
+
+
+def test_a_prepared_model_is_reused_as_it_is(monkeypatch):
+    net, x = ConvBNNet(), _images()
+    sal = torch.rand(2, 1, 4, 4, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    fast = igospp.accelerate(net, x, net(x))
+    assert igospp.accelerate(fast, x, net(x)) is fast
+    assert igospp.accelerate(fast, x, net(x), enabled=False) is fast
+    off = igospp.accelerate(net, x, net(x), enabled=False)
+    assert off.model is net and off.description == "contiguous, 0 batch norms folded, 0 activations in place"
+    assert not fast.training and ConvBNNet().train().training and igospp.Accelerated(ConvBNNet().train()).training
+    expected = igospp.metrics.insertion_deletion(net, x, sal)
+    rise = igospp.baselines.RISE(n_masks=24)(net, x)
+
+    def no_second_preparation(*args, **kwargs):
+        raise AssertionError("a prepared model was streamlined again")
+    monkeypatch.setattr(igospp.acceleration, "streamline", no_second_preparation)
+    for _ in range(2):
+        again = igospp.metrics.insertion_deletion(fast, x, sal)
+        torch.testing.assert_close(again.deletion, expected.deletion, rtol=0, atol=0)
+    torch.testing.assert_close(igospp.baselines.RISE(n_masks=24)(fast, x), rise, rtol=0, atol=0)
+    exp = igospp.explain(fast, x, config=igospp.Config.igos(resolution=4, iterations=1, ig_steps=2,
+                                                            low_score_threshold=None))
+    assert exp.stats.acceleration == fast.description
 
 
 def test_lite0_short_run_agrees_within_float_rounding():
@@ -250,6 +273,35 @@ def test_line_search_accepts_one_initial_step_per_image():
     assert r.step.tolist() == [1000.0, 5.0, 0.5] and r.trials.tolist() == [1, 1, 1]
 
 
+@pytest.mark.parametrize("candidates", [2, 3, 13, 20])
+@pytest.mark.parametrize("seed", range(4))
+def test_batched_candidates_take_the_sequential_step(candidates, seed):
+    gen = torch.Generator().manual_seed(seed)
+    masks = [torch.rand(5, 1, 3, 4, generator=gen, dtype=torch.float64) for _ in range(2)]
+    directions = [torch.randn(5, 1, 3, 4, generator=gen, dtype=torch.float64) * 10 ** (-seed) for _ in range(2)]
+    weights = torch.randn(2, 12, generator=gen, dtype=torch.float64)
+
+    def loss(ms, idx):   # a deterministic, non-convex loss per image
+        return sum((torch.sin(3 * m.flatten(1)) * w).sum(1) for m, w in zip(ms, weights, strict=True)) + idx
+
+    base = loss(masks, torch.arange(5))
+    one = igospp.backtracking_line_search(loss, masks, directions, base)
+    many = igospp.backtracking_line_search(loss, masks, directions, base, candidates=candidates)
+    assert torch.equal(one.step, many.step) and torch.equal(one.accepted, many.accepted)
+    assert torch.equal(one.loss, many.loss)
+    assert (many.trials >= one.trials).all() and (many.trials <= one.trials + candidates - 1).all()
+    assert (many.trials <= len(igospp.step_sequence())).all()
+
+
+def test_batched_candidates_without_noise_give_the_same_explanation(smooth_model, images64):
+    cfg = igospp.Config.igospp(resolution=4, iterations=3, ig_steps=3, noise_std=0.0, low_score_threshold=None)
+    one = igospp.explain(smooth_model, images64, config=cfg)
+    three = igospp.explain(smooth_model, images64, config=cfg.replace(ls_candidates=3))
+    torch.testing.assert_close(three.history.step, one.history.step, rtol=1e-12, atol=0)
+    torch.testing.assert_close(three.mask, one.mask, rtol=0, atol=1e-10)
+    assert three.stats.forward_images >= one.stats.forward_images
+
+
 def test_warm_start_begins_at_a_multiple_of_the_last_step(smooth_model, images64):
     cfg = igospp.Config.igospp(resolution=4, iterations=4, ig_steps=3, low_score_threshold=None)
     cold = igospp.explain(smooth_model, images64, config=cfg)
@@ -290,7 +342,7 @@ def test_fewer_trial_steps_are_the_shorter_riemann_sum(smooth_model, images64):
 
 @pytest.mark.parametrize("fields", [dict(ls_common_noise=True), dict(ls_common_noise=True, noise_std=0.0),
                                     dict(ls_ig_steps=2), dict(ls_warm_start=3.0),
-                                    dict(autocast="bfloat16")])
+                                    dict(autocast="bfloat16"), dict(ls_candidates=4)])
 def test_each_option_runs_and_is_recorded(smooth_model, images64, fields):
     cfg = igospp.Config.igospp(resolution=4, iterations=2, ig_steps=3, low_score_threshold=None, **fields)
     exp = igospp.explain(copy.deepcopy(smooth_model).float(), images64.float(), config=cfg)
@@ -302,6 +354,8 @@ def test_each_option_runs_and_is_recorded(smooth_model, images64, fields):
     (dict(ls_warm_start=0.5), "ls_warm_start must be a finite number >= 1.0"),
     (dict(ls_warm_start=True), "ls_warm_start must be a finite number"),
     (dict(ls_ig_steps=0), "ls_ig_steps must be a positive integer"),
+    (dict(ls_candidates=0), "ls_candidates must be a positive integer"),
+    (dict(ls_candidates=2.0), "ls_candidates must be a positive integer"),
     (dict(autocast="int8"), "autocast must be one of"),
     (dict(accelerate="yes"), "accelerate must be True or False"),
     (dict(progress="auto"), "progress must be True, False or None"),

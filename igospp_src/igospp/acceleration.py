@@ -13,20 +13,20 @@ make each pass cheaper without changing what the model computes:
   padded copy of every activation.
 - **Channels-last memory** for convolutional models on 4-D inputs, where the CPU and cuDNN
   kernels are faster.
-
 - **Activations in place** where nothing else reads their input (ReLU6 after a convolution),
   saving one activation-sized tensor per layer.
 
 All are done on a private copy: the caller's model is never modified. Results agree with
 the unmodified model to float rounding (logits within about ``1e-5`` on EfficientNet-Lite0);
 :func:`accelerate` checks this on the images it is given and returns the caller's model
-when the check fails or the model cannot be rewritten.
+when the check fails or the model cannot be rewritten. The result is itself a model: pass
+it to :func:`igospp.metrics.insertion_deletion` or a comparison method to reuse one
+preparation across many calls.
 """
 
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
 
 import torch
 import torch.fx as fx
@@ -35,21 +35,39 @@ from torch.nn.utils.fusion import fuse_conv_bn_weights
 __all__ = ["Accelerated", "accelerate", "streamline", "fastest_memory_format"]
 
 
-@dataclass(frozen=True)
-class Accelerated:
-    """A model prepared for many passes by :func:`accelerate`.
+class Accelerated(torch.nn.Module):
+    """A model prepared for many passes by :func:`accelerate`: call it like the model.
 
-    Attributes:
+    Calling it gives the inputs the layout ``memory_format`` and runs ``model``. It holds no
+    state of its own beyond the prepared model, so it can be passed wherever a model goes;
+    :func:`accelerate` returns an ``Accelerated`` it is given as it is.
+
+    Args:
         model: the model to call (a private copy, or the caller's model unchanged).
-        memory_format: the layout inputs should be given in.
-        folded: how many batch norms were folded into convolutions.
-        in_place: how many activations run in place.
+        memory_format: the layout inputs are given in. Default ``torch.contiguous_format``.
+        folded: how many batch norms were folded into convolutions. Default 0.
+        in_place: how many activations run in place. Default 0.
+
+    Example:
+        >>> import torch, igospp
+        >>> net = torch.nn.Linear(3, 2)
+        >>> plain = igospp.Accelerated(net)
+        >>> torch.equal(plain(torch.ones(1, 3)), net(torch.ones(1, 3))), plain.description
+        (True, 'contiguous, 0 batch norms folded, 0 activations in place')
     """
 
-    model: torch.nn.Module
-    memory_format: torch.memory_format
-    folded: int = 0
-    in_place: int = 0
+    def __init__(self, model: torch.nn.Module, memory_format: torch.memory_format = torch.contiguous_format,
+                 folded: int = 0, in_place: int = 0) -> None:
+        super().__init__()
+        self.model = model
+        self.memory_format = memory_format
+        self.folded = folded
+        self.in_place = in_place
+        self.training = getattr(model, "training", False)  # mirror, without touching, the model's mode
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``model(x)`` with ``x`` in the layout ``memory_format``."""
+        return self.model(x.contiguous(memory_format=self.memory_format))
 
     @property
     def description(self) -> str:
@@ -186,20 +204,23 @@ def streamline(model: torch.nn.Module) -> tuple[torch.nn.Module, int, int]:
 
 
 def accelerate(model: torch.nn.Module, images: torch.Tensor, reference: torch.Tensor,
-               *, rtol: float = 1e-3) -> Accelerated:
+               *, enabled: bool = True, rtol: float = 1e-3) -> Accelerated:
     """Prepare ``model`` for many passes over images like ``images``, checking the result.
 
     Args:
-        model: the caller's model (never modified).
+        model: the caller's model (never modified). An :class:`Accelerated` is returned
+            as it is, so a model prepared once serves many calls.
         images: ``(N, ...)`` a batch of typical inputs (the clean images).
         reference: the caller's model's output on ``images``.
+        enabled: ``False`` wraps ``model`` unchanged (contiguous inputs, no rewrite), for
+            callers whose ``accelerate`` option is off. Default ``True``.
         rtol: the largest accepted deviation from ``reference``, relative to its largest
             absolute value. Default ``1e-3``, a hundred times the float32 rounding seen
             on EfficientNet-Lite0 (about ``1e-5``).
 
     Returns:
         An :class:`Accelerated`; its ``model`` is the caller's model unchanged (and
-        zero counts) when no rewrite applies or the check fails.
+        zero counts) when no rewrite applies, the check fails or ``enabled`` is ``False``.
 
     Example:
         >>> import torch, igospp
@@ -209,6 +230,10 @@ def accelerate(model: torch.nn.Module, images: torch.Tensor, reference: torch.Te
         >>> fast.description, fast.model is net
         ('channels_last, 1 batch norms folded, 0 activations in place', False)
     """
+    if isinstance(model, Accelerated):
+        return model
+    if not enabled:
+        return Accelerated(model)
     layout = fastest_memory_format(model, images)
     fast, folded, in_place = streamline(model) if isinstance(model, torch.nn.Module) else (model, 0, 0)
     if fast is not model and layout is torch.channels_last:
@@ -226,4 +251,4 @@ def accelerate(model: torch.nn.Module, images: torch.Tensor, reference: torch.Te
             continue
         if out.shape == reference.shape and float((out - reference).abs().max()) <= tolerance:
             return Accelerated(net, fmt, n, k)
-    return Accelerated(model, torch.contiguous_format, 0, 0)
+    return Accelerated(model)

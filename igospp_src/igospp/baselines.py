@@ -20,7 +20,7 @@ or a callable on the model output.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -40,25 +40,18 @@ METHOD_NAMES: tuple[str, ...] = ("igospp", "igos", "mask", "naive", "insertion",
 
 
 def _prepare(model: torch.nn.Module, images: torch.Tensor, target: Target,
-             score: str, fast: bool = False) -> tuple[torch.Tensor, Scorer, Callable[[torch.Tensor], torch.Tensor]]:
-    """Checked images on the model's device, the target's scorer, and the function to run the model with.
+             score: str, fast: bool = False) -> tuple[torch.Tensor, Scorer, torch.nn.Module]:
+    """Checked images on the model's device, the target's scorer, and the model to run.
 
-    With ``fast``, that function runs a streamlined copy of the model in its fastest memory
-    layout (:func:`igospp.accelerate`); otherwise it is ``model`` itself.
+    With ``fast``, that model is a streamlined copy in its fastest memory layout
+    (:func:`igospp.accelerate`); otherwise it is ``model`` itself.
     """
     images = check_images(images)
     device, dtype = model_device(model, images)
     x = images.detach().to(device, dtype)
     with torch.no_grad():
         out = check_model_output(model(x), x.shape[0])
-    if not fast:
-        return x, resolve_target(target, out, score), model
-    prepared = accelerate(model, x, out)
-    fmt = prepared.memory_format
-
-    def run(z: torch.Tensor) -> torch.Tensor:
-        return prepared.model(z.contiguous(memory_format=fmt))
-    return x, resolve_target(target, out, score), run
+    return x, resolve_target(target, out, score), accelerate(model, x, out, enabled=fast)
 
 
 class Optimized:
@@ -184,7 +177,8 @@ class IntegratedGrad:
         batch_size: path images per model call (Captum's ``internal_batch_size``).
         accelerate: run the path images through a streamlined copy of the model in its
             fastest memory layout (:func:`igospp.accelerate`; equal to float rounding).
-            Default ``True``.
+            Default ``True``. A model already prepared by :func:`igospp.accelerate` is used
+            as it is (prepare once, call many times).
     """
 
     name = "ig"
@@ -244,7 +238,8 @@ class RISE:
             multiplication of the normalised image by the mask).
         accelerate: run the masked images through a streamlined copy of the model in its
             fastest memory layout (:func:`igospp.accelerate`; equal to float rounding).
-            Default ``True``.
+            Default ``True``. A model already prepared by :func:`igospp.accelerate` is used
+            as it is (prepare once, call many times).
 
     Each grid is upsampled bilinearly to ``(cells + 1) x cell size`` and shifted by a random
     offset below one cell before cropping to the image, as in RISE; saliency is

@@ -135,7 +135,7 @@ class Config:
             masks, as any change of summation order would. Default ``True``; ``False`` runs
             the caller's model as it is.
         ls_warm_start: (speed option: it changes the trajectory, so it is off by default,
-            as are the three after it) start each image's line search at this factor times the step it
+            as are the four after it) start each image's line search at this factor times the step it
             accepted at the previous iteration (capped at ``ls_initial_step``) instead of
             at ``ls_initial_step`` every time. At least 1. Default ``None`` (off).
         ls_common_noise: evaluate the line-search trials with the noise draw of the gradient
@@ -144,6 +144,11 @@ class Config:
             memory. Default ``False``.
         ls_ig_steps: integration intervals for the line-search trials (and their base
             value, evaluated afresh) instead of ``ig_steps``. Default ``None``.
+        ls_candidates: successive steps of the search evaluated together in one batched
+            pass (see :func:`igospp.backtracking_line_search`). The step taken is the first
+            that passes the test, as in the one-at-a-time search, but the trials see other
+            noise draws and up to ``ls_candidates - 1`` evaluations per iteration are spent
+            past it: worth it on a GPU with spare capacity, not on a CPU. Default 1.
         autocast: run the model under ``torch.autocast`` in ``"bfloat16"`` or ``"float16"``.
             Fast only where the hardware has such units (recent GPUs; CPUs with AVX-512-BF16
             or AMX). Default ``None`` (the model's precision).
@@ -181,6 +186,7 @@ class Config:
     ls_warm_start: float | None = None
     ls_common_noise: bool = False
     ls_ig_steps: int | None = None
+    ls_candidates: int = 1
     autocast: Literal["bfloat16", "float16"] | None = None
 
     def __post_init__(self) -> None:
@@ -238,6 +244,7 @@ class Config:
             _number("ls_warm_start", self.ls_warm_start, low=1.0, strict=False)
         if self.ls_ig_steps is not None:
             _positive_int("ls_ig_steps", self.ls_ig_steps)
+        _positive_int("ls_candidates", self.ls_candidates)
         if self.autocast is not None:
             _choice("autocast", self.autocast, _AUTOCAST)
         if self.ls_common_noise and (self.ls_fresh_base or self.ls_ig_steps is not None):

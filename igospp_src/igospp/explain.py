@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
 
-from .acceleration import Accelerated, accelerate
+from .acceleration import accelerate
 from .composition import phi, upsample
 from .config import Config
 from .inputs import BaselineLike, check_images, check_resolution, model_device, resolve_baseline, warn_if_training
@@ -223,9 +223,9 @@ def explain(model: torch.nn.Module, images: torch.Tensor, target: Target = None,
         _warn_low_scores(clean_score, config.low_score_threshold)
 
         config = config.replace(batch_size=config.effective_batch_size(device))
-        fast = accelerate(model, x, clean_out) if config.accelerate else Accelerated(model, torch.contiguous_format)
-        engine = PathEngine(fast.model, x, base, scorer, config.ig_steps, config.noise_std, generator,
-                            config.batch_size, counter, memory_format=fast.memory_format,
+        fast = accelerate(model, x, clean_out, enabled=config.accelerate)
+        engine = PathEngine(fast, x, base, scorer, config.ig_steps, config.noise_std, generator,
+                            config.batch_size, counter,
                             autocast=getattr(torch, config.autocast) if config.autocast else None,
                             keep_noise=config.ls_common_noise)
         objective = Objective(config, engine)
@@ -291,7 +291,8 @@ def _optimize(objective: Objective, config: Config, scorer: Scorer,
                 base = value
             result = backtracking_line_search(objective.value, masks, directions, base,
                                               initial_step=initial, shrink=config.ls_shrink,
-                                              armijo=config.ls_armijo, min_step=config.ls_min_step)
+                                              armijo=config.ls_armijo, min_step=config.ls_min_step,
+                                              candidates=config.ls_candidates)
             step, trials, accepted = result.step, result.trials, result.accepted
             if config.ls_warm_start is not None:
                 initial = (step * config.ls_warm_start).clamp(max=config.ls_initial_step)
@@ -320,6 +321,6 @@ def _masked_scores(engine: PathEngine, mask: torch.Tensor, scorer: Scorer,
     images, baselines = engine.images, engine.baselines
     with torch.inference_mode():
         both = torch.cat([phi(images, baselines, mask), phi(baselines, images, mask)])
-        out = check_model_output(engine.model(both.contiguous(memory_format=engine.memory_format)), both.shape[0])
+        out = check_model_output(engine.model(both), both.shape[0])
         scores = scorer(out, torch.cat([index, index]))
     return scores[: index.shape[0]].clone(), scores[index.shape[0]:].clone()

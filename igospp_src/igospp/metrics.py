@@ -35,7 +35,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .acceleration import Accelerated
 from .acceleration import accelerate as _accelerate
 from .blur import blur_baseline
 from .composition import phi, upsample
@@ -248,7 +247,9 @@ def insertion_deletion(model: torch.nn.Module, images: torch.Tensor, saliency: t
         batch_size: images per model call (default 8 on CPU, 64 on GPU); does not change results.
         accelerate: run the curve images through a streamlined private copy of the model in
             its fastest memory layout (:func:`igospp.accelerate`; scores agree to float
-            rounding). Default ``True``; ``False`` uses ``model`` as it is.
+            rounding). Default ``True``; ``False`` uses ``model`` as it is. A model already
+            prepared by :func:`igospp.accelerate` is used as it is (prepare once, score many
+            saliency maps).
         **overrides: any :class:`Protocol` field, e.g. ``step=1`` or ``deletion_substrate="zeros"``.
 
     Returns:
@@ -288,7 +289,7 @@ def insertion_deletion(model: torch.nn.Module, images: torch.Tensor, saliency: t
     with torch.inference_mode():
         clean = check_model_output(model(x), batch)
         scorer = resolve_target(target, clean, protocol.score)
-        fast = _accelerate(model, x, clean) if accelerate else Accelerated(model, torch.contiguous_format)
+        fast = _accelerate(model, x, clean, enabled=accelerate)
         substrates = (substrate(protocol.deletion_substrate, x, protocol),
                       substrate(protocol.insertion_substrate, x, protocol))
         order = torch.sort(sal.flatten(1), dim=1, descending=True, stable=True).indices
@@ -305,8 +306,7 @@ def insertion_deletion(model: torch.nn.Module, images: torch.Tensor, saliency: t
             sub = torch.where(is_del, substrates[0][b], substrates[1][b])
             # deletion shows the image where kept; insertion shows it where removed (= inserted)
             composed = phi(x[b], sub, torch.where(is_del, keep, 1 - keep))
-            out = check_model_output(fast.model(composed.contiguous(memory_format=fast.memory_format)),
-                                     composed.shape[0])
+            out = check_model_output(fast(composed), composed.shape[0])
             curves[kind, b, k] = scorer(out, b)
     fractions = torch.tensor(removed, dtype=torch.float64) / units
     deletion, insertion = curves[0].double().cpu(), curves[1].double().cpu()

@@ -241,8 +241,6 @@ class PathEngine:
         generator: random source of the noise.
         batch_size: path images per model call.
         counter: where forward/backward image counts are added.
-        memory_format: layout of the path images given to the model (see
-            :func:`igospp.accelerate`). Default contiguous.
         autocast: a dtype (``torch.bfloat16``) to run the model under ``torch.autocast``,
             or ``None`` (default) for the model's own precision.
         keep_noise: keep the noise of the last gradient pass, so that a forward pass can
@@ -251,7 +249,7 @@ class PathEngine:
 
     def __init__(self, model: torch.nn.Module, images: torch.Tensor, baselines: torch.Tensor,
                  scorer: Scorer, steps: int, noise_std: float, generator: torch.Generator | None,
-                 batch_size: int, counter: Counter, *, memory_format: torch.memory_format = torch.contiguous_format,
+                 batch_size: int, counter: Counter, *,
                  autocast: torch.dtype | None = None, keep_noise: bool = False) -> None:
         self.model = model
         self.images = images
@@ -262,13 +260,11 @@ class PathEngine:
         self.generator = generator
         self.batch_size = batch_size
         self.counter = counter
-        self.memory_format = memory_format
         self.autocast = autocast
         self.keep_noise = keep_noise
         self._noise: torch.Tensor | None = None
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.contiguous(memory_format=self.memory_format)
         if self.autocast is None:
             return check_model_output(self.model(x), x.shape[0])
         with torch.autocast(x.device.type, dtype=self.autocast):
