@@ -343,11 +343,16 @@ def cmd_check(args: argparse.Namespace) -> None:
 
 
 def cmd_times(args: argparse.Namespace) -> None:
+    totals = {"book": 0.0, "tiny": 0.0}
     for nb_path in chapters():
         book = nbformat.read(str(nb_path), as_version=4).metadata.get("igospp", {})
         ref_path = REFS / nb_path.name
         tiny = nbformat.read(str(ref_path), as_version=4).metadata.get("igospp", {}) if ref_path.exists() else {}
         print(f"{nb_path.stem:<40} book {book.get('seconds', '?'):>7} s   tiny {tiny.get('seconds', '?'):>6} s")
+        for name, meta in (("book", book), ("tiny", tiny)):
+            totals[name] += float(meta.get("seconds", 0.0))
+    print(f"{'total (make chapters)':<40} book {totals['book'] / 60:>7.1f} min "
+          f"tiny {totals['tiny'] / 60:>5.1f} min")
 
 
 def parser() -> argparse.ArgumentParser:
