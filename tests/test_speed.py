@@ -10,6 +10,8 @@ numbers, fewer trial integration steps, autocast.
 from __future__ import annotations
 
 import copy
+import functools
+import sys
 
 import pytest
 import torch
@@ -373,6 +375,10 @@ def test_progress_is_automatic_and_shows_objective_and_step(smooth_model, images
     monkeypatch.setenv("TQDM_DISABLE", "1")
     assert _show_progress(None) is False and _show_progress(True) is True
     monkeypatch.delenv("TQDM_DISABLE")
+    # tqdm redraws at most every 0.1 s by default: on a fast machine both iterations fit in one
+    # interval and only the empty bar is drawn. Redraw at every iteration.
+    module = sys.modules["igospp.explain"]
+    monkeypatch.setattr(module, "tqdm", functools.partial(module.tqdm, mininterval=0))
     cfg = igospp.Config.igospp(resolution=4, iterations=2, ig_steps=3, low_score_threshold=None, progress=True)
     igospp.explain(smooth_model, images64, config=cfg)
     err = capsys.readouterr().err
