@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-import igospp.attacks as attacks
+import igospp.studies.attacks as attacks
 
 from .conftest import SmoothModel
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import igospp
-from igospp.baselines import RISE, GradCAM, IntegratedGrad, Optimized, get_method, gradcam_layer
+from igospp.methods import RISE, GradCAM, IntegratedGrad, Optimized, get_method, gradcam_layer
 
 from .conftest import SmoothModel
 

@@ -129,7 +129,7 @@ def test_shard_auto_reads_torchrun_and_slurm(monkeypatch):
 
 
 def test_mask_keeps_its_plain_gradient_when_ig_steps_is_given():
-    from igospp.evaluation import Job, _options
+    from igospp.studies.benchmark import Job, _options
 
     assert "ig_steps" not in _options(Job("mask", 28), {"ig_steps": 5, "iterations": 3})
     assert _options(Job("igos", 28), {"ig_steps": 5, "iterations": 3}) == {"ig_steps": 5, "iterations": 3}
@@ -137,7 +137,7 @@ def test_mask_keeps_its_plain_gradient_when_ig_steps_is_given():
 
 
 def test_summaries_refuse_mixed_protocols(tmp_path):
-    from igospp.evaluation import summarize
+    from igospp.studies.benchmark import summarize
 
     a = {"model": "m", "protocol": {"name": "igospp"}, "method": "igos", "resolution": "7", "deletion_auc": 0.1,
          "insertion_auc": 0.5, "seconds": 1.0, "images_dir": "x", "device": "cpu"}
@@ -162,7 +162,7 @@ def test_atomic_writes_leave_ordinary_files_and_no_temporaries(tmp_path):
 
 
 def test_ablations_are_igospp_with_one_field_replaced_and_bundled_photos_need_no_folder(tmp_path, capsys):
-    from igospp.evaluation import ABLATIONS, Job, _options, jobs
+    from igospp.studies.benchmark import ABLATIONS, Job, _options, jobs
 
     assert {j.key for j in jobs(["igospp_nobtv", "gradcam"], [7, 28])} == {"igospp_nobtv7", "igospp_nobtv28",
                                                                          "gradcam"}
@@ -188,7 +188,7 @@ def test_ablations_are_igospp_with_one_field_replaced_and_bundled_photos_need_no
 
 
 def test_paper_tables_render_beside_reproduced_rows():
-    import igospp.paper as paper
+    import igospp.studies.paper as paper
 
     row = dict(method="gradcam", name="Grad-CAM", resolution="7x7", n=1, deletion_mean=0.2,
                deletion_se=float("nan"), insertion_mean=0.5, insertion_se=float("nan"))

@@ -48,10 +48,10 @@ def test_metric_and_baselines_on_cuda_match_cpu():
     assert gpu.deletion_auc.device.type == "cuda"
     assert torch.allclose(gpu.deletion_auc.cpu(), cpu.deletion_auc, atol=2e-3)
     assert torch.allclose(gpu.insertion_auc.cpu(), cpu.insertion_auc, atol=2e-3)
-    rise_cpu = igospp.baselines.RISE(n_masks=64)(bundle.model, x)
-    rise_gpu = igospp.baselines.RISE(n_masks=64)(gpu_model, x.cuda())
+    rise_cpu = igospp.methods.RISE(n_masks=64)(bundle.model, x)
+    rise_gpu = igospp.methods.RISE(n_masks=64)(gpu_model, x.cuda())
     assert torch.allclose(rise_gpu.cpu(), rise_cpu, atol=2e-3)            # same seeded masks on every device
-    cam = igospp.baselines.GradCAM()(gpu_model, x.cuda())
+    cam = igospp.methods.GradCAM()(gpu_model, x.cuda())
     assert cam.shape == (1, 1, 7, 7) and cam.device.type == "cuda"
-    ig = igospp.baselines.IntegratedGrad(steps=8)(gpu_model, x.cuda())
+    ig = igospp.methods.IntegratedGrad(steps=8)(gpu_model, x.cuda())
     assert ig.shape == (1, 1, 224, 224)

@@ -117,7 +117,7 @@ def test_torchvision_models_load_from_the_cache(monkeypatch, name):
     bundle = igospp.load_model(name, device="cpu")
     assert bundle.name == name and len(bundle.class_names) == 1000 and not bundle.model.training
     x = torch.randn(1, 3, 224, 224)
-    cam = igospp.baselines.GradCAM()(bundle.model, x, target=0)
+    cam = igospp.methods.GradCAM()(bundle.model, x, target=0)
     assert cam.shape == ((1, 1, 7, 7) if name == "resnet50" else (1, 1, 14, 14))
 
 
@@ -137,7 +137,7 @@ def test_timm_models(monkeypatch):
     monkeypatch.setattr(timm, "create_model", lambda name, pretrained=False, **kw: real(name, pretrained=False))
     bundle = igospp.load_model("timm:resnet18", device="cpu")
     assert bundle.input_size == (224, 224) and bundle.mean == pytest.approx(igospp.IMAGENET_MEAN)
-    assert igospp.baselines.gradcam_layer(bundle.model) is bundle.model.layer4
+    assert igospp.methods.gradcam_layer(bundle.model) is bundle.model.layer4
 
 
 def test_any_module_with_its_own_preprocessing():

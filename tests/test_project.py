@@ -71,10 +71,10 @@ def test_public_api_is_exported_and_documented():
 
 
 def test_optional_submodules_load_on_first_use():
-    code = ("import sys, igospp; before = 'igospp.sanity' in sys.modules; s = igospp.sanity; "
+    code = ("import sys, igospp; before = 'igospp.studies.sanity' in sys.modules; s = igospp.studies.sanity; "
             "print(before, s.__name__, 'sanity' in dir(igospp))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
-    assert out == ["False", "igospp.sanity", "True"]
+    assert out == ["False", "igospp.studies.sanity", "True"]
     with pytest.raises(AttributeError, match="has no attribute 'nothing_here'"):
         igospp.nothing_here  # noqa: B018
 

@@ -6,8 +6,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import igospp
-import igospp.sanity as sanity
-from igospp.baselines import GradCAM
+import igospp.studies.sanity as sanity
+from igospp.methods import GradCAM
 
 from .conftest import PatchModel, SmoothModel
 
@@ -135,7 +135,7 @@ def test_model_randomization_changes_igospp_masks():
     x = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(1)) * 0.3
     x[..., 2:6, 9:13] = 1.0
     cfg = igospp.Config.igospp(resolution=4, iterations=10, ig_steps=5, noise_std=0.0)
-    test = sanity.model_randomization_test(model, x, igospp.baselines.Optimized(cfg, baseline=0.0), target=0,
+    test = sanity.model_randomization_test(model, x, igospp.methods.Optimized(cfg, baseline=0.0), target=0,
                                            generator=torch.Generator().manual_seed(0))
     trained = test.saliency[0][0, 0]
     assert trained[2:6, 9:13].mean() > 2 * trained.mean()          # the trained model's map finds the patch

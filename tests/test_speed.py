@@ -203,8 +203,8 @@ def test_metrics_and_baselines_with_acceleration_equal_without_in_float64():
     b = igospp.metrics.insertion_deletion(net, x, sal, accelerate=False)
     torch.testing.assert_close(a.deletion, b.deletion, rtol=0, atol=1e-10)
     torch.testing.assert_close(a.insertion, b.insertion, rtol=0, atol=1e-10)
-    for method in (igospp.baselines.RISE, igospp.baselines.IntegratedGrad):
-        kw = dict(n_masks=24) if method is igospp.baselines.RISE else dict(steps=8)
+    for method in (igospp.methods.RISE, igospp.methods.IntegratedGrad):
+        kw = dict(n_masks=24) if method is igospp.methods.RISE else dict(steps=8)
         torch.testing.assert_close(method(**kw)(net, x), method(**kw, accelerate=False)(net, x), rtol=0, atol=1e-10)
 
 
@@ -218,7 +218,7 @@ def test_a_prepared_model_is_reused_as_it_is(monkeypatch):
     assert off.model is net and off.description == "contiguous, 0 batch norms folded, 0 activations in place"
     assert not fast.training and ConvBNNet().train().training and igospp.Accelerated(ConvBNNet().train()).training
     expected = igospp.metrics.insertion_deletion(net, x, sal)
-    rise = igospp.baselines.RISE(n_masks=24)(net, x)
+    rise = igospp.methods.RISE(n_masks=24)(net, x)
 
     def no_second_preparation(*args, **kwargs):
         raise AssertionError("a prepared model was streamlined again")
@@ -226,7 +226,7 @@ def test_a_prepared_model_is_reused_as_it_is(monkeypatch):
     for _ in range(2):
         again = igospp.metrics.insertion_deletion(fast, x, sal)
         torch.testing.assert_close(again.deletion, expected.deletion, rtol=0, atol=0)
-    torch.testing.assert_close(igospp.baselines.RISE(n_masks=24)(fast, x), rise, rtol=0, atol=0)
+    torch.testing.assert_close(igospp.methods.RISE(n_masks=24)(fast, x), rise, rtol=0, atol=0)
     exp = igospp.explain(fast, x, config=igospp.Config.igos(resolution=4, iterations=1, ig_steps=2,
                                                             low_score_threshold=None))
     assert exp.stats.acceleration == fast.description

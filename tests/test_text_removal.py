@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-import igospp.text_removal as tr
-import igospp.xray as xray
+import igospp.studies.text_removal as tr
+import igospp.studies.xray as xray
 
 
 def test_only_the_padded_boxes_are_inpainted_and_types_round_trip():

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-import igospp.datasets as ds
-import igospp.training as tr
+import igospp.studies.datasets as ds
+import igospp.studies.training as tr
 
 
 def toy(seed=0, n=96):

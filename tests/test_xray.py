@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-import igospp.xray as xray
+import igospp.studies.xray as xray
 
 
 def draw(n, split="train", seed=0, size=32):

@@ -19,7 +19,7 @@ only set names that its chapter's ``parameters`` cell defines (papermill would i
 Every executed notebook records, in ``metadata.igospp``, the profile, the parameters, its run
 time, the library modules its kernel had loaded when it finished, and a hash of those modules'
 source plus its own code cells and parameters: ``check`` fails when a chapter is older than the
-library code it ran. (A chapter that never loads ``igospp.sanity`` does not go stale when that
+library code it ran. (A chapter that never loads ``igospp.studies.sanity`` does not go stale when that
 module changes; any change to a module it loaded, ``igospp/__init__.py`` included, does.)
 """
 

@@ -25,13 +25,13 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from . import __version__
-from .baselines import METHOD_NAMES
-from .evaluation import BUNDLED, EVALUATION_METHODS, Job, evaluate, load_records, run_method, summarize, versions
-from .metrics import PROTOCOLS
-from .models import MODELS, ModelBundle, WeightsUnavailableError, load_model
-from .storage import write_bytes, write_json, write_npy
-from .viz import normalize, overlay, plot_curves
+from igospp import __version__
+from igospp.methods import REGISTRY, MethodOptions
+from igospp.metrics import PROTOCOLS
+from igospp.models import MODELS, ModelBundle, WeightsUnavailableError, load_model
+from igospp.storage import write_bytes, write_json, write_npy
+from igospp.studies.benchmark import BUNDLED, Job, evaluate, load_records, run_method, summarize, versions
+from igospp.viz import normalize, overlay, plot_curves
 
 __all__ = ["main", "CLIError"]
 
@@ -52,9 +52,9 @@ def _int_list(text: str, what: str) -> list[int]:
 
 def _methods(text: str) -> list[str]:
     methods = [m.strip() for m in text.split(",") if m.strip()]
-    unknown = [m for m in methods if m not in EVALUATION_METHODS]
+    unknown = [m for m in methods if m not in REGISTRY]
     if unknown or not methods:
-        raise CLIError(f"unknown method(s) {unknown or text!r}; choose from {', '.join(EVALUATION_METHODS)}.")
+        raise CLIError(f"unknown method(s) {unknown or text!r}; choose from {', '.join(REGISTRY)}.")
     return methods
 
 
@@ -121,20 +121,19 @@ def _png(path: Path, fig_or_array) -> None:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    if args.method not in METHOD_NAMES:
-        raise CLIError(f"unknown method {args.method!r}; choose from {', '.join(METHOD_NAMES)}.")
+    if args.method not in REGISTRY:
+        raise CLIError(f"unknown method {args.method!r}; choose from {', '.join(REGISTRY)}.")
     if args.resolution < 1:
         raise CLIError(f"--resolution must be a positive integer, got {args.resolution}.")
     photos = [(path, _load_image(path)) for path in args.images]          # fail early on a bad file
     bundle = load_model(args.model, device=args.device)
     out = Path(args.out)
-    job = Job(args.method, args.resolution if args.method in ("igospp", "igos", "mask", "naive", "insertion")
-              else None)
+    job = Job(args.method, args.resolution if REGISTRY[args.method].takes_resolution else None)
     if job.resolution is not None and job.resolution > min(bundle.input_size):
         raise CLIError(f"--resolution {job.resolution} is larger than the model's input {bundle.input_size}.")
     target = _target(args.target, bundle)
-    options = {"iterations": args.iterations, "ig_steps": args.ig_steps, "seed": args.seed,
-               "rise_masks": args.rise_masks}
+    options = MethodOptions(iterations=args.iterations, ig_steps=args.ig_steps, seed=args.seed,
+                            rise_masks=args.rise_masks)
     for path, image in photos:
         x = bundle.preprocess(image)
         with torch.no_grad():
@@ -188,8 +187,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     too_big = [r for r in resolutions if r > min(bundle.input_size)]
     if too_big:
         raise CLIError(f"--resolutions {too_big} exceed the model's input size {bundle.input_size}.")
-    options = {"iterations": args.iterations, "mask_iterations": args.mask_iterations, "ig_steps": args.ig_steps,
-               "rise_masks": args.rise_masks, "batch_size": args.batch_size}
+    options = MethodOptions(iterations=args.iterations, mask_iterations=args.mask_iterations,
+                            ig_steps=args.ig_steps, rise_masks=args.rise_masks, batch_size=args.batch_size)
     written = evaluate(args.images, args.out, model=bundle, n=args.n, seed=args.seed, methods=methods,
                        resolutions=resolutions, shard=shard, protocol=args.protocol, options=options,
                        batch_images=args.batch_images, progress=not args.no_progress)
@@ -221,7 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex = sub.add_parser("explain", help="explain images; write overlay, heatmap, curves, mask and a JSON record")
     ex.add_argument("images", nargs="+", metavar="IMAGE")
     ex.add_argument("--model", default="efficientnet_lite0", help=model_help)
-    ex.add_argument("--method", default="igospp", help=f"one of {', '.join(METHOD_NAMES)} (default igospp)")
+    ex.add_argument("--method", default="igospp", help=f"one of {', '.join(REGISTRY)} (default igospp)")
     ex.add_argument("--resolution", type=int, default=28, help="mask resolution of the optimization methods")
     ex.add_argument("--target", default="auto", help="auto (top-1 class), a class index or a class name")
     ex.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")

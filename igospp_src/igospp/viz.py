@@ -11,6 +11,7 @@ Saliency is **high = salient** everywhere; images are ``(H, W, 3)`` or ``(H, W)`
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import matplotlib
 import numpy as np
@@ -18,8 +19,10 @@ import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from .composition import upsample
-from .metrics import CausalMetricResult
+from igospp.composition import upsample
+
+if TYPE_CHECKING:
+    from igospp.metrics import CausalMetricResult
 
 __all__ = ["as_rgb", "normalize", "overlay", "plot_overlay", "plot_mask", "plot_curves", "montage"]
 

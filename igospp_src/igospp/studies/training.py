@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .inputs import check_images
+from igospp.inputs import check_images
 
 __all__ = ["SmallCNN", "resnet18_classifier", "init_parameters", "train_classifier", "TrainingHistory", "predict",
            "ClassScores", "class_scores"]
@@ -33,7 +33,7 @@ class SmallCNN(nn.Module):
         width: channels of the first convolution; the next two have ``2 * width``.
 
     Example:
-        >>> import torch, igospp.training as tr
+        >>> import torch, igospp.studies.training as tr
         >>> tr.SmallCNN(1, 10)(torch.zeros(2, 1, 32, 32)).shape
         torch.Size([2, 10])
     """
@@ -62,7 +62,7 @@ def resnet18_classifier(in_channels: int = 1, num_classes: int = 3) -> nn.Module
     :func:`init_parameters` for a seeded initialisation) and trained with :func:`train_classifier`.
 
     Example:
-        >>> import torch, igospp.training as tr
+        >>> import torch, igospp.studies.training as tr
         >>> tr.resnet18_classifier(1, 3)(torch.zeros(1, 1, 64, 64)).shape
         torch.Size([1, 3])
     """
@@ -147,7 +147,7 @@ def train_classifier(model: nn.Module, images: torch.Tensor, labels: torch.Tenso
         A :class:`TrainingHistory`. The model is left in eval mode.
 
     Example:
-        >>> import torch, igospp.training as tr
+        >>> import torch, igospp.studies.training as tr
         >>> g = torch.Generator().manual_seed(0)
         >>> x = torch.rand(64, 1, 8, 8, generator=g); y = (x.mean((1, 2, 3)) > 0.5).long()
         >>> model = tr.init_parameters(tr.SmallCNN(1, 2, width=8), g)
@@ -211,7 +211,7 @@ def class_scores(predictions: torch.Tensor, labels: torch.Tensor, positive: int)
     (scikit-learn's ``zero_division=0``).
 
     Example:
-        >>> import torch, igospp.training as tr
+        >>> import torch, igospp.studies.training as tr
         >>> tr.class_scores(torch.tensor([2, 2, 0, 1]), torch.tensor([2, 0, 0, 2]), positive=2)
         ClassScores(accuracy=0.5, precision=0.5, recall=0.5, f1=0.5, positive=2)
     """

@@ -17,8 +17,8 @@ from collections.abc import Sequence
 
 import torch
 
-from .inputs import check_images, model_device
-from .targets import check_model_output
+from igospp.inputs import check_images, model_device
+from igospp.targets import check_model_output
 
 __all__ = ["mi_fgsm", "normalized_budget"]
 
@@ -33,7 +33,7 @@ def normalized_budget(epsilon: float, mean: Sequence[float], std: Sequence[float
         ``(epsilon, low, high)``, each of shape (C, 1, 1), for :func:`mi_fgsm`.
 
     Example:
-        >>> import igospp.attacks as attacks
+        >>> import igospp.studies.attacks as attacks
         >>> eps, low, high = attacks.normalized_budget(0.1, [0.5], [0.25])
         >>> eps.flatten().tolist(), low.flatten().tolist(), high.flatten().tolist()
         ([0.4000000059604645], [-2.0], [2.0])
@@ -80,7 +80,7 @@ def mi_fgsm(model: torch.nn.Module, images: torch.Tensor, target: int | Sequence
         The adversarial images (B, C, H, W), detached, on the images' device.
 
     Example:
-        >>> import torch, igospp.attacks as attacks
+        >>> import torch, igospp.studies.attacks as attacks
         >>> torch.manual_seed(0)
         <torch._C.Generator object at ...>
         >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3)).eval()

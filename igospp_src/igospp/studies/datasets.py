@@ -39,7 +39,7 @@ def digits(size: int = 32) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     per side still cover several pixels.
 
     Example:
-        >>> import igospp.datasets as ds
+        >>> import igospp.studies.datasets as ds
         >>> x, y, names = ds.digits(16)
         >>> tuple(x.shape), int(y[:10].sum()), names[3]
         ((1797, 1, 16, 16), 45, '3')
@@ -84,7 +84,7 @@ def split(n: int, test_fraction: float, generator: torch.Generator) -> tuple[tor
     """A seeded random split of ``range(n)`` into (train indices, test indices).
 
     Example:
-        >>> import torch, igospp.datasets as ds
+        >>> import torch, igospp.studies.datasets as ds
         >>> train, test = ds.split(10, 0.3, torch.Generator().manual_seed(0))
         >>> len(train), len(test), sorted(train.tolist() + test.tolist()) == list(range(10))
         (7, 3, True)

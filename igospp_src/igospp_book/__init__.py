@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from .data import image_folder, sample_images
-from .models import ModelBundle, resolve_device
-from .stats import PairedDifference
+from igospp.images import image_folder, sample_images
+from igospp.models import ModelBundle, resolve_device
+from igospp.studies.stats import PairedDifference
 
 __all__ = ["setup", "load_images", "glue", "Stopwatch", "table", "machine", "verdict"]
 
@@ -96,7 +96,7 @@ def table(rows: list[list[Any]], header: list[str], digits: int = 3) -> Any:
     rounded to ``digits`` decimals, ``None`` shows as "--".
 
     Example:
-        >>> from igospp.book import table
+        >>> from igospp_book import table
         >>> print(table([["iGOS++", 0.12345, None]], ["method", "deletion", "paper"]).data)
         | method | deletion | paper |
         |---|---|---|
@@ -123,7 +123,7 @@ def table(rows: list[list[Any]], header: list[str], digits: int = 3) -> Any:
 
 def machine(device: torch.device | str = "cpu") -> str:
     """What a chapter ran on, for glued run times: the GPU's name, or the CPU's with its thread count."""
-    from .evaluation import versions
+    from igospp.studies.benchmark import versions
 
     info = versions()
     if torch.device(device).type == "cuda":
@@ -136,12 +136,12 @@ def verdict(diff: PairedDifference, paper_sign: int) -> str:
     (the interval excludes zero on the other side) or ``"inconclusive"`` (it includes zero).
 
     Args:
-        diff: ``a - b`` over the same images (:func:`igospp.stats.paired_difference`).
+        diff: ``a - b`` over the same images (:func:`igospp.studies.stats.paired_difference`).
         paper_sign: ``+1`` when the paper finds ``a > b``, ``-1`` when it finds ``a < b``.
 
     Example:
-        >>> from igospp.book import verdict
-        >>> from igospp.stats import paired_difference
+        >>> from igospp_book import verdict
+        >>> from igospp.studies.stats import paired_difference
         >>> verdict(paired_difference([0.7, 0.8, 0.75], [0.5, 0.6, 0.52]), +1)
         'reproduced'
     """

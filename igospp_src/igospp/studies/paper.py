@@ -2,10 +2,10 @@
 
 Transcribed from the AAAI 2021 paper (main text and supplementary material); "--" cells of the
 paper are absent. Keys of the comparison tables are ``(method, resolution)`` with the method
-names of :mod:`igospp.evaluation` and values ``(deletion AUC, insertion AUC)``.
+names of :mod:`igospp.studies.benchmark` and values ``(deletion AUC, insertion AUC)``.
 
 Example:
-    >>> import igospp.paper as paper
+    >>> import igospp.studies.paper as paper
     >>> paper.TABLE1[("igospp", 28)]
     (0.0929, 0.7284)
 """
@@ -87,7 +87,7 @@ def _resolution(row: dict[str, Any]) -> int | None:
 
 def side_by_side(rows: list[dict[str, Any]], paper: dict[tuple[str, int], tuple[float, float]],
                  coarse: dict[int, int] | None = None) -> str:
-    """A markdown table of reproduced rows (from :class:`igospp.evaluation.Summary`) beside the paper's numbers.
+    """A markdown table of reproduced rows (from :class:`igospp.studies.benchmark.Summary`) beside the paper's numbers.
 
     The paper's numbers are the authors' logged scores, so each metric is shown under that rule
     (``legacy_*``, what the paper compares) beside the exact trapezoid; rows without a logged score
@@ -101,7 +101,7 @@ def side_by_side(rows: list[dict[str, Any]], paper: dict[tuple[str, int], tuple[
             alone (their resolution is fixed by the model).
 
     Example:
-        >>> import igospp.paper as paper
+        >>> import igospp.studies.paper as paper
         >>> row = dict(method="igospp", name="iGOS++", resolution="28x28", n=3, deletion_mean=0.1,
         ...            deletion_se=0.01, insertion_mean=0.6, insertion_se=0.02, legacy_deletion_mean=0.098,
         ...            legacy_deletion_se=0.01, legacy_insertion_mean=0.61, legacy_insertion_se=0.02)

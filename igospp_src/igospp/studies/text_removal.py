@@ -127,7 +127,7 @@ def remove_text(image: np.ndarray | torch.Tensor, detector: TextDetector | None 
         A :class:`CleanedImage`; with no text found the image is returned unchanged.
 
     Example:
-        >>> import numpy as np, igospp.text_removal as tr
+        >>> import numpy as np, igospp.studies.text_removal as tr
         >>> img = np.full((32, 32), 0.3); img[4:10, 4:12] = 1.0          # a white "label"
         >>> out = tr.remove_text(img, detector=lambda u8: [(4, 4, 12, 10)], radius=3)
         >>> out.boxes, bool(out.image[4:10, 4:12].max() < 0.6), bool((out.image[20:, 20:] == 0.3).all())
@@ -164,7 +164,7 @@ def boxes_mask(boxes: list[Box], shape: tuple[int, int], pad: int = 0) -> np.nda
     """A boolean (H, W) mask that is True inside the ``(x0, y0, x1, y1)`` boxes, grown by ``pad`` pixels.
 
     Example:
-        >>> import igospp.text_removal as tr
+        >>> import igospp.studies.text_removal as tr
         >>> tr.boxes_mask([(1, 0, 3, 2)], (3, 4)).astype(int).tolist()
         [[0, 1, 1, 0], [0, 1, 1, 0], [0, 0, 0, 0]]
     """
@@ -205,7 +205,7 @@ def clean_images(images: torch.Tensor, detector: TextDetector | None = None, *, 
         progress: show a progress bar.
 
     Example:
-        >>> import torch, igospp.text_removal as tr
+        >>> import torch, igospp.studies.text_removal as tr
         >>> x = torch.full((2, 1, 16, 16), 0.3); x[0, 0, 2:5, 2:6] = 1.0
         >>> out = tr.clean_images(x, detector=lambda u8: [(2, 2, 6, 5)] if u8.max() > 200 else [], radius=2)
         >>> out.boxes, out.has_text.tolist(), bool(out.images[0].max() < 0.6), torch.equal(out.images[1], x[1])

@@ -9,8 +9,8 @@ mean deletion and insertion AUC with standard errors and seconds per image, per 
 resolution, with the model and protocol in its header.
 
 Every method explains the top-1 class of the clean image, as the paper does. Besides the
-methods of :data:`igospp.baselines.METHOD_NAMES`, the ablations of the paper's Table 3 are
-available as named variants of iGOS++ (:data:`ABLATIONS`).
+methods of :data:`igospp.methods.REGISTRY`, the ablations of the paper's Table 3 among them
+(named variants of iGOS++).
 """
 
 from __future__ import annotations
@@ -32,36 +32,17 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from .baselines import METHOD_NAMES, Optimized, get_method
-from .config import Config
-from .data import ImageRecord, image_folder, sample_images
-from .metrics import PROTOCOLS, CausalMetricResult, Protocol, insertion_deletion
-from .models import ModelBundle, load_model
-from .stats import PairedDifference, mean_se, paired_difference
-from .storage import read_json, write_bytes, write_json
+from igospp import checks
+from igospp.images import ImageRecord, image_folder, sample_images
+from igospp.methods import REGISTRY, MethodOptions, Optimized, build, display_name
+from igospp.metrics import PROTOCOLS, CausalMetricResult, Protocol, insertion_deletion
+from igospp.models import ModelBundle, load_model
+from igospp.storage import read_json, write_bytes, write_json
+from igospp.studies.stats import PairedDifference, mean_se, paired_difference
 
-__all__ = ["OPTIMIZED", "ABLATIONS", "EVALUATION_METHODS", "DISPLAY_NAMES", "BUNDLED", "Job", "jobs", "versions",
+__all__ = ["BUNDLED", "Job", "jobs", "versions",
            "run_method", "evaluate", "bundled_folder", "load_records", "summarize", "Summary", "paired"]
 
-#: The ablations of the paper's Table 3 that are not methods of their own: iGOS++ with one
-#: :class:`~igospp.Config` field replaced. "No BTV" is read as plain TV at the mask's resolution
-#: (the I-GOS regularizer) in place of BTV; the paper does not say whether the smoothness term was
-#: replaced or dropped. The fixed step is the library's ``step_size`` (1.6, the median accepted
-#: step at 28 x 28; the paper does not give its value).
-ABLATIONS: dict[str, tuple[str, dict[str, Any]]] = {
-    "igospp_nonoise": ("igospp", {"noise_std": 0.0}),
-    "igospp_fixedstep": ("igospp", {"line_search": False}),
-    "igospp_nobtv": ("igospp", {"smoothness": "tv"}),
-}
-OPTIMIZED: tuple[str, ...] = ("igospp", "igos", "mask", "naive", "insertion", *ABLATIONS)
-#: Every method name :func:`evaluate` accepts.
-EVALUATION_METHODS: tuple[str, ...] = (*METHOD_NAMES, *ABLATIONS)
-DISPLAY_NAMES: dict[str, str] = {"gradcam": "Grad-CAM", "ig": "Integrated Gradients", "rise": "RISE", "mask": "Mask",
-                                 "igos": "I-GOS", "naive": "I-GOS + Ins (naive)", "insertion": "Insertion",
-                                 "igospp_nonoise": "iGOS++ (no noise)", "igospp_fixedstep": "iGOS++ (fix step size)",
-                                 "igospp_nobtv": "iGOS++ (no BTV)", "igospp": "iGOS++"}
-_ORDER = ("gradcam", "ig", "rise", "mask", "igos", "insertion", "naive", "igospp_nonoise", "igospp_fixedstep",
-          "igospp_nobtv", "igospp")
 #: ``images="bundled"``: the photos of :func:`igospp.sample_images`, written as PNG files under ``OUT/bundled``.
 BUNDLED = "bundled"
 
@@ -79,24 +60,22 @@ class Job:
 
 
 def jobs(methods: Sequence[str], resolutions: Sequence[int]) -> list[Job]:
-    """The optimization methods at every resolution; Grad-CAM, IG and RISE once (their resolution is fixed)."""
-    unknown = [m for m in methods if m not in EVALUATION_METHODS]
+    """The methods that take a resolution at every resolution; Grad-CAM, IG and RISE once (theirs is fixed)."""
+    unknown = [m for m in methods if m not in REGISTRY]
     if unknown:
-        raise ValueError(f"unknown method(s) {unknown}; available: {list(EVALUATION_METHODS)}.")
+        raise ValueError(f"unknown method(s) {unknown}; available: {list(REGISTRY)}.")
     if not methods:
         raise ValueError("no methods given.")
-    for r in resolutions:
-        if isinstance(r, bool) or not isinstance(r, int) or r < 1:
-            raise ValueError(f"resolutions must be positive integers, got {r!r}.")
+    resolutions = [checks.positive_int("resolutions", r) for r in resolutions]
     out = []
     for m in methods:
-        out += [Job(m, r) for r in resolutions] if m in OPTIMIZED else [Job(m, None)]
+        out += [Job(m, r) for r in resolutions] if REGISTRY[m].takes_resolution else [Job(m, None)]
     return out
 
 
 def versions() -> dict[str, str]:
     """Versions of Python and the key packages, the GPU and CPU names and PyTorch's CPU threads, for provenance."""
-    from . import __version__
+    from igospp import __version__
 
     out = {"python": sys.version.split()[0], "platform": platform.platform(), "igospp": __version__}
     for pkg in ("torch", "torchvision", "numpy", "captum", "grad-cam", "timm"):
@@ -120,28 +99,8 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def _options(job: Job, options: dict[str, Any]) -> dict[str, Any]:
-    """The subset of ``options`` that ``job``'s method takes.
-
-    ``ig_steps`` is not applied to Mask: its plain gradient *is* the one-step path, and more
-    steps would turn it into I-GOS. ``mask_iterations``, when given, replaces ``iterations`` for
-    Mask (its default is 500 plain-gradient steps, against 20 integrated-gradient steps).
-    """
-    if job.method == "mask":
-        keys = ("iterations", "seed", "batch_size")
-        if options.get("mask_iterations") is not None:
-            options = dict(options, iterations=options["mask_iterations"])
-    elif job.method in OPTIMIZED:
-        keys = ("iterations", "ig_steps", "seed", "batch_size")
-    else:
-        keys = {"rise": ("n_masks", "seed", "batch_size"), "ig": ("steps", "batch_size"), "gradcam": ()}[job.method]
-    rename = {"rise_masks": "n_masks", "ig_path_steps": "steps"}
-    picked = {rename.get(k, k): v for k, v in options.items() if v is not None and rename.get(k, k) in keys}
-    return picked
-
-
 def run_method(bundle: ModelBundle, images: torch.Tensor, job: Job, targets: list[int],
-               protocol: str | Protocol = "igospp", options: dict[str, Any] | None = None
+               protocol: str | Protocol = "igospp", options: MethodOptions | None = None
                ) -> tuple[torch.Tensor, CausalMetricResult, dict[str, Any]]:
     """Saliency of ``job`` for a batch, its insertion/deletion result and timings.
 
@@ -150,20 +109,16 @@ def run_method(bundle: ModelBundle, images: torch.Tensor, job: Job, targets: lis
         method's wall time for the batch), ``metric_seconds``, the method's configuration and,
         for optimization methods, the :class:`~igospp.Explanation` under ``"explanation"``.
     """
-    resolution = 28 if job.resolution is None else job.resolution
-    if job.method in ABLATIONS:
-        base, changes = ABLATIONS[job.method]
-        method: Any = Optimized(Config.preset(base, resolution=resolution, **_options(job, options or {}),
-                                              **changes))
-    else:
-        method = get_method(job.method, resolution=resolution, **_options(job, options or {}))
+    options = options or MethodOptions()
+    method = build(job.method, 28 if job.resolution is None else job.resolution, options)
     sync = torch.cuda.synchronize if images.is_cuda else (lambda: None)
     sync()
     start = time.perf_counter()
     saliency = method(bundle.model, images, target=targets)
     sync()
     seconds = time.perf_counter() - start
-    result = insertion_deletion(bundle.model, images, saliency, target=targets, protocol=protocol)
+    result = insertion_deletion(bundle.model, images, saliency, target=targets, protocol=protocol,
+                                batch_size=options.batch_size)
     sync()
     info: dict[str, Any] = {"seconds": seconds, "metric_seconds": time.perf_counter() - start - seconds}
     if isinstance(method, Optimized):
@@ -203,7 +158,7 @@ def evaluate(images: str | Path, out: str | Path, *, model: str | ModelBundle = 
              device: str = "auto", n: int | None = None, seed: int = 0,
              methods: Sequence[str] = ("igospp", "igos", "gradcam", "ig", "rise", "mask"),
              resolutions: Sequence[int] = (7, 28, 224), shard: tuple[int, int] = (0, 1),
-             protocol: str = "igospp", options: dict[str, Any] | None = None, batch_images: int = 1,
+             protocol: str = "igospp", options: MethodOptions | None = None, batch_images: int = 1,
              progress: bool = True) -> list[Path]:
     """Run the comparison on a folder and write one record per image and method.
 
@@ -215,7 +170,7 @@ def evaluate(images: str | Path, out: str | Path, *, model: str | ModelBundle = 
         device: where to run (``"auto"``, ``"cpu"``, ``"cuda"``...).
         n: how many images (a seeded random subset); ``None``: all.
         seed: seed of the subset, of the optimization noise and of RISE's masks.
-        methods: any of :data:`EVALUATION_METHODS` (the comparison methods and the ablations).
+        methods: names of :data:`igospp.methods.REGISTRY` (the comparison methods and the ablations).
         resolutions: mask resolutions of the optimization methods.
         shard: ``(k, n)``: only the images whose index is ``k`` modulo ``n``.
         protocol: the insertion/deletion protocol name.
@@ -241,7 +196,7 @@ def evaluate(images: str | Path, out: str | Path, *, model: str | ModelBundle = 
     mine = [rec for i, rec in enumerate(folder) if i % n_shards == k]
     bundle = load_model(model, device=device) if isinstance(model, str) else model
     out = Path(out)
-    opts = dict(options or {}, seed=seed)
+    opts = (options or MethodOptions()).replace(seed=seed)
     meta = {"model": bundle.name, "device": str(bundle.device), "images_dir": str(Path(images)),
             "n_images": len(folder), "shard": f"{k}/{n_shards}", "versions": versions()}
     pending = {(job, rec.path) for job in todo_jobs for rec in mine if read_json(_record_path(out, rec, job)) is None}
@@ -393,16 +348,16 @@ def paired(records: list[dict[str, Any]], a: str, b: str, metric: str = "inserti
         resolution: keep records of ``a`` at this resolution (``28``, ``"28"`` or ``"28x28"``);
             ``None`` for any (methods whose resolution is fixed).
         resolution_b: the same for ``b``; default: ``resolution``.
-        confidence: coverage of the Student-t interval (:func:`igospp.stats.paired_difference`).
+        confidence: coverage of the Student-t interval (:func:`igospp.studies.stats.paired_difference`).
 
     Returns:
-        A :class:`~igospp.stats.PairedDifference` over the images that both methods have.
+        A :class:`~igospp.studies.stats.PairedDifference` over the images that both methods have.
 
     Raises:
         ValueError: when no image has both, or a record lacks ``metric``.
 
     Example:
-        >>> from igospp.evaluation import paired
+        >>> from igospp.studies.benchmark import paired
         >>> recs = [dict(path=p, method=m, resolution="28", insertion_auc=v) for p, m, v in
         ...         [("a", "igospp", 0.7), ("b", "igospp", 0.6), ("a", "igos", 0.5), ("b", "igos", 0.5)]]
         >>> d = paired(recs, "igospp", "igos", resolution=28)
@@ -446,13 +401,14 @@ def summarize(records: list[dict[str, Any]]) -> Summary:
 
     def order(key: tuple[str, str]) -> tuple[int, int, str]:
         method, res = key
-        return (_ORDER.index(method) if method in _ORDER else len(_ORDER),
+        order = list(REGISTRY)
+        return (order.index(method) if method in order else len(order),
                 int(res.split("x")[0]) if res.split("x")[0].isdigit() else 0, method)
 
     rows = []
     for method, res in sorted(groups, key=order):
         group = groups[(method, res)]
-        row = dict(method=method, name=DISPLAY_NAMES.get(method, method), resolution=f"{res}x{res}"
+        row = dict(method=method, name=display_name(method), resolution=f"{res}x{res}"
                    if "x" not in res else res, n=len(group))
         for key in ("deletion", "insertion", "legacy_deletion", "legacy_insertion"):
             values = [r.get(f"{key}_auc") for r in group]

@@ -35,12 +35,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .acceleration import accelerate as _accelerate
-from .blur import blur_baseline
-from .composition import phi, upsample
-from .config import default_batch_size
-from .inputs import check_images, model_device, resolve_baseline, warn_if_training
-from .targets import Target, check_model_output, resolve_target
+from igospp.acceleration import accelerate as _accelerate
+from igospp.blur import blur_baseline
+from igospp.composition import phi, upsample
+from igospp.config import default_batch_size
+from igospp.inputs import check_images, model_device, resolve_baseline, warn_if_training
+from igospp.targets import Target, check_model_output, resolve_target
 
 __all__ = ["Protocol", "PROTOCOLS", "CausalMetricResult", "insertion_deletion", "rise_blur_kernel", "substrate"]
 
