@@ -24,14 +24,14 @@ from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
 
-from .acceleration import accelerate
-from .composition import phi, upsample
-from .config import Config
-from .inputs import BaselineLike, check_images, check_resolution, model_device, resolve_baseline, warn_if_training
-from .line_search import backtracking_line_search
-from .objectives import Objective, mask_product
-from .paths import Counter, PathEngine
-from .targets import Scorer, Target, check_model_output, resolve_target
+from igospp.acceleration import accelerate
+from igospp.composition import phi, upsample
+from igospp.config import Config
+from igospp.inputs import BaselineLike, check_images, check_resolution, model_device, resolve_baseline, warn_if_training
+from igospp.line_search import backtracking_line_search
+from igospp.objectives import Objective, mask_product
+from igospp.paths import Counter, PathEngine
+from igospp.targets import Target, check_model_output, resolve_target
 
 __all__ = ["explain", "Explanation", "History", "Stats", "LowScoreWarning"]
 
@@ -224,12 +224,9 @@ def explain(model: torch.nn.Module, images: torch.Tensor, target: Target = None,
 
         config = config.replace(batch_size=config.effective_batch_size(device))
         fast = accelerate(model, x, clean_out, enabled=config.accelerate)
-        engine = PathEngine(fast, x, base, scorer, config.ig_steps, config.noise_std, generator,
-                            config.batch_size, counter,
-                            autocast=getattr(torch, config.autocast) if config.autocast else None,
-                            keep_noise=config.ls_common_noise)
+        engine = PathEngine(fast, x, base, scorer, config, generator, counter)
         objective = Objective(config, engine)
-        masks, history = _optimize(objective, config, scorer, counter)
+        masks, history = _optimize(objective)
 
     mask = mask_product(masks)
     stats = Stats(
@@ -266,9 +263,8 @@ def _show_progress(progress: bool | None) -> bool:
     return "ipykernel" in sys.modules or bool(getattr(sys.stderr, "isatty", lambda: False)())
 
 
-def _optimize(objective: Objective, config: Config, scorer: Scorer,
-              counter: Counter) -> tuple[list[torch.Tensor], History]:
-    engine = objective.engine
+def _optimize(objective: Objective) -> tuple[list[torch.Tensor], History]:
+    engine, config = objective.engine, objective.config
     x = engine.images
     batch = x.shape[0]
     index = torch.arange(batch, device=x.device)
@@ -306,8 +302,7 @@ def _optimize(objective: Objective, config: Config, scorer: Scorer,
                          ("terms", terms)):
             rec[key].append(val.detach())
         if config.track_scores:
-            deletion, insertion = _masked_scores(engine, mask_product(masks), scorer, index)
-            counter.forward_images += 2 * batch
+            deletion, insertion = _masked_scores(engine, mask_product(masks), index)
             rec["deletion"].append(deletion)
             rec["insertion"].append(insertion)
         bar.set_postfix(objective=f"{value.mean().item():.4g}", step=f"{step.median().item():.3g}", refresh=False)
@@ -315,12 +310,13 @@ def _optimize(objective: Objective, config: Config, scorer: Scorer,
     return masks, History(term_names=[t.name for t in objective.terms], **stacked)
 
 
-def _masked_scores(engine: PathEngine, mask: torch.Tensor, scorer: Scorer,
+def _masked_scores(engine: PathEngine, mask: torch.Tensor,
                    index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Noise-free scores of the deletion image ``Phi(I, B, M)`` and the insertion image ``Phi(B, I, M)``."""
     images, baselines = engine.images, engine.baselines
     with torch.inference_mode():
         both = torch.cat([phi(images, baselines, mask), phi(baselines, images, mask)])
         out = check_model_output(engine.model(both), both.shape[0])
-        scores = scorer(out, torch.cat([index, index]))
+        scores = engine.scorer(out, torch.cat([index, index]))
+    engine.counter.forward_images += both.shape[0]
     return scores[: index.shape[0]].clone(), scores[index.shape[0]:].clone()

@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 import torch
 
-from .blur import blur_baseline
-from .config import Config
+from igospp.blur import blur_baseline
+from igospp.config import Config
 
 __all__ = ["BaselineLike", "TrainingModeWarning", "check_images", "model_device", "resolve_baseline",
            "check_resolution", "warn_if_training"]

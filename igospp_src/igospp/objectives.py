@@ -29,10 +29,10 @@ from __future__ import annotations
 
 import torch
 
-from .composition import upsample
-from .config import Config
-from .paths import PathEngine, PathTerm
-from .regularizers import regularizer
+from igospp.composition import upsample
+from igospp.config import Config
+from igospp.paths import PathEngine, PathTerm
+from igospp.regularizers import regularizer
 
 __all__ = ["method_terms", "mask_product", "Objective"]
 

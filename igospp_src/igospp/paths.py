@@ -30,8 +30,9 @@ from dataclasses import dataclass
 
 import torch
 
-from .composition import phi, upsample
-from .targets import Scorer, check_model_output
+from igospp.composition import phi, upsample
+from igospp.config import Config
+from igospp.targets import Scorer, check_model_output
 
 __all__ = [
     "path_coefficients",
@@ -112,7 +113,7 @@ def path_images(image: torch.Tensor, baseline: torch.Tensor, mask: torch.Tensor,
 
 
 def _class_scorer(model: torch.nn.Module, images: torch.Tensor, target: object, score: str) -> Scorer:
-    from .targets import resolve_target
+    from igospp.targets import resolve_target
 
     with torch.no_grad():
         clean = check_model_output(model(images), images.shape[0])
@@ -235,33 +236,46 @@ class PathEngine:
     Args:
         model: classifier returning ``(N, K)``.
         images, baselines: ``(B, C, H, W)`` on the model's device.
-        scorer: turns outputs into scores.
-        steps: ``S``.
-        noise_std: noise std (0 disables the draws).
-        generator: random source of the noise.
-        batch_size: path images per model call.
-        counter: where forward/backward image counts are added.
-        autocast: a dtype (``torch.bfloat16``) to run the model under ``torch.autocast``,
-            or ``None`` (default) for the model's own precision.
-        keep_noise: keep the noise of the last gradient pass, so that a forward pass can
-            reuse it (``evaluate(..., reuse_noise=True)``). Default ``False``.
+        scorer: turns outputs into scores (:func:`igospp.resolve_target`).
+        config: the settings the passes follow: ``ig_steps`` (``S``), ``noise_std`` (0
+            disables the draws), ``batch_size`` (path images per model call; ``None``: the
+            device's default), ``autocast`` and ``ls_common_noise`` (keep the noise of the last
+            gradient pass so that a forward pass can reuse it, ``evaluate(..., reuse_noise=True)``).
+            Default ``Config()``.
+        generator: random source of the noise. Default ``None``: a generator on the images'
+            device seeded with ``config.seed``.
+        counter: where forward/backward image counts are added. Default: a new one
+            (:attr:`counter`).
+
+    Example:
+        >>> import torch, igospp
+        >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 4))
+        >>> x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+        >>> scorer = igospp.resolve_target(0, model(x), "softmax")
+        >>> engine = igospp.PathEngine(model, x, igospp.blur_baseline(x), scorer, igospp.Config(ig_steps=4))
+        >>> term = igospp.PathTerm("deletion", (0,), 1.0, "Del(M)")
+        >>> values, grads = engine.evaluate([term], torch.ones(2, 1, 1, 8, 8), torch.arange(2), grad=True)
+        >>> values.shape, grads.shape, engine.counter.backward_images
+        (torch.Size([2, 1]), torch.Size([2, 1, 1, 8, 8]), 8)
     """
 
     def __init__(self, model: torch.nn.Module, images: torch.Tensor, baselines: torch.Tensor,
-                 scorer: Scorer, steps: int, noise_std: float, generator: torch.Generator | None,
-                 batch_size: int, counter: Counter, *,
-                 autocast: torch.dtype | None = None, keep_noise: bool = False) -> None:
+                 scorer: Scorer, config: Config | None = None, generator: torch.Generator | None = None,
+                 counter: Counter | None = None) -> None:
+        config = Config() if config is None else config
         self.model = model
         self.images = images
         self.baselines = baselines
         self.scorer = scorer
-        self.steps = steps
-        self.noise_std = noise_std
-        self.generator = generator
-        self.batch_size = batch_size
-        self.counter = counter
-        self.autocast = autocast
-        self.keep_noise = keep_noise
+        self.config = config
+        self.steps = config.ig_steps
+        self.noise_std = config.noise_std
+        self.generator = (torch.Generator(device=images.device).manual_seed(config.seed)
+                          if generator is None else generator)
+        self.batch_size = config.effective_batch_size(images.device)
+        self.counter = Counter() if counter is None else counter
+        self.autocast = getattr(torch, config.autocast) if config.autocast else None
+        self.keep_noise = config.ls_common_noise
         self._noise: torch.Tensor | None = None
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:

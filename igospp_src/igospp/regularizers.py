@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from .composition import upsample
+from igospp.composition import upsample
 
 __all__ = ["l1_term", "tv", "bilateral_tv", "image_weights", "regularizer"]
 
