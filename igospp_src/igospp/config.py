@@ -1,8 +1,8 @@
 """Every knob of the optimizer in one frozen dataclass, with the paper's presets.
 
-The defaults reproduce the authors' code (``khorrams/IGOS_pp`` at ``bbd49e3``,
-described in ``official-algorithm.md``); where the paper's text and the code
-differ, the code wins by default and the paper's version is an option.
+The defaults reproduce the authors' code (``khorrams/IGOS_pp`` at ``bbd49e3``); where
+the paper's text and the code differ, the code wins by default and the paper's version
+is an option.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The optimizer: one loop for Mask, I-GOS, the naive variant, insertion-only and iGOS++.
 
-Each iteration (``official-algorithm.md`` section 2):
+Each iteration (the authors' loop, ``methods.py:99-228`` of khorrams/IGOS_pp at ``bbd49e3``):
 
 1. evaluate every path term of every image in one chunked forward/backward pass, giving
    the descent direction of each mask and the objective at the current masks;

@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from igospp import checks
+
 __all__ = ["sample_images", "SAMPLE_IMAGES", "image_folder", "ImageFolder", "ImageRecord"]
 
 #: Name and source of every bundled photo, in the order :func:`sample_images` returns them.
@@ -147,8 +149,8 @@ def image_folder(path: str | Path, n: int | None = None, seed: int = 0) -> Image
     root = Path(path)
     if not root.is_dir():
         raise FileNotFoundError(f"image folder {str(root)!r} does not exist or is not a folder.")
-    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
-        raise ValueError(f"n must be a positive integer or None, got {n!r}.")
+    if n is not None:
+        n = checks.positive_int("n", n)
     files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in _EXTENSIONS)
     if not files:
         raise FileNotFoundError(f"no image files ({', '.join(sorted(_EXTENSIONS))}) under {str(root)!r}.")

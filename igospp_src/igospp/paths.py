@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 import torch
 
+from igospp import checks
 from igospp.composition import phi, upsample
 from igospp.config import Config
 from igospp.targets import Scorer, check_model_output
@@ -55,8 +56,7 @@ def path_coefficients(steps: int, *, dtype: torch.dtype = torch.float32,
         >>> igospp.path_coefficients(4)
         tensor([0.2500, 0.5000, 0.7500, 1.0000])
     """
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive integer, got {steps!r}.")
+    steps = checks.positive_int("steps", steps)
     return torch.arange(1, steps + 1, dtype=torch.float64, device=device).div(steps).to(dtype)
 
 

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from igospp import checks
 from igospp.acceleration import accelerate as _accelerate
 from igospp.blur import blur_baseline
 from igospp.composition import phi, upsample
@@ -100,10 +101,9 @@ class Protocol:
             raise ValueError("Protocol needs step (units per step) or n_steps (approximate number of steps).")
         for field in ("step", "n_steps"):
             value = getattr(self, field)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise ValueError(f"Protocol.{field} must be a positive integer or None, got {value!r}.")
-        if self.score not in ("softmax", "logit"):
-            raise ValueError(f"Protocol.score must be 'softmax' or 'logit', got {self.score!r}.")
+            if value is not None:
+                checks.positive_int(f"Protocol.{field}", value)
+        checks.choice("Protocol.score", self.score, ("softmax", "logit"))
 
     def replace(self, **changes: Any) -> Protocol:
         """A copy with some fields changed."""

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 import torch
 
+from igospp import checks
 from igospp.inputs import check_images, model_device
 from igospp.targets import check_model_output
 
@@ -90,10 +91,8 @@ def mi_fgsm(model: torch.nn.Module, images: torch.Tensor, target: int | Sequence
         (True, [2, 2])
     """
     images = check_images(images)
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive integer, got {steps!r}.")
-    if not decay >= 0:
-        raise ValueError(f"decay must be >= 0, got {decay!r}.")
+    steps = checks.positive_int("steps", steps)
+    decay = checks.number("decay", decay, low=0.0)
     device, dtype = model_device(model, images)
     x0 = images.detach().to(device, dtype)
     with torch.no_grad():

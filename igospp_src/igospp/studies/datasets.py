@@ -14,6 +14,8 @@ from pathlib import Path
 
 import torch
 
+from igospp import checks
+
 __all__ = ["digits", "fashion_mnist", "split", "FASHION_MNIST_CLASSES"]
 
 FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
@@ -21,8 +23,7 @@ FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", 
 
 
 def _check_size(size: int) -> None:
-    if isinstance(size, bool) or not isinstance(size, int) or size < 8:
-        raise ValueError(f"size must be an integer >= 8 (pixels per side), got {size!r}.")
+    checks.integer("size (pixels per side)", size, low=8)
 
 
 def _resize(x: torch.Tensor, size: int) -> torch.Tensor:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from igospp import checks
 from igospp.inputs import check_images, model_device
 from igospp.metrics.similarity import _window_radius, rank_correlation, ssim
 from igospp.targets import Target, check_model_output, resolve_target
@@ -63,8 +64,7 @@ def grouped_layers(model: nn.Module, steps: int = 6) -> list[list[str]]:
         >>> sanity.grouped_layers(net, 3)
         [['4'], ['3', '2'], ['1', '0']]
     """
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive integer, got {steps!r}.")
+    steps = checks.positive_int("steps", steps)
     owners = [name for name, _ in _layers(model)][::-1]
     if len(owners) <= steps:
         return [[name] for name in owners]

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from igospp import checks
+
 __all__ = ["PairedDifference", "mean_se", "paired_difference"]
 
 
@@ -107,8 +109,7 @@ def paired_difference(a: Sequence[float], b: Sequence[float], confidence: float 
     """
     from scipy.stats import t as student_t
 
-    if isinstance(confidence, bool) or not isinstance(confidence, (int, float)) or not 0 < confidence < 1:
-        raise ValueError(f"confidence must be a number in (0, 1), e.g. 0.95; got {confidence!r}.")
+    confidence = checks.probability("confidence", confidence)
     x, y = _as_array(a, "a"), _as_array(b, "b")
     if x.shape != y.shape:
         raise ValueError(f"a and b must pair up: got {x.size} and {y.size} values. Pass the two methods' values "

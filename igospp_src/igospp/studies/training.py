@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from igospp import checks
 from igospp.inputs import check_images
 
 __all__ = ["SmallCNN", "resnet18_classifier", "init_parameters", "train_classifier", "TrainingHistory", "predict",
@@ -41,8 +42,7 @@ class SmallCNN(nn.Module):
     def __init__(self, in_channels: int = 1, num_classes: int = 10, width: int = 32) -> None:
         super().__init__()
         for name, value in (("in_channels", in_channels), ("num_classes", num_classes), ("width", width)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+            checks.positive_int(name, value)
         self.features = nn.Sequential(
             nn.Conv2d(in_channels, width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
             nn.Conv2d(width, 2 * width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
@@ -156,11 +156,9 @@ def train_classifier(model: nn.Module, images: torch.Tensor, labels: torch.Tenso
     """
     images = check_images(images)
     labels = _check_labels(labels, images.shape[0], "labels")
-    for name, value in (("epochs", epochs), ("batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}.")
-    if not lr > 0:
-        raise ValueError(f"lr must be positive, got {lr!r}.")
+    epochs = checks.positive_int("epochs", epochs)
+    batch_size = checks.positive_int("batch_size", batch_size)
+    lr = checks.number("lr", lr, low=0.0, strict=True)
     if test is not None:
         test = (check_images(test[0]), _check_labels(test[1], test[0].shape[0], "test labels"))
     generator = generator if generator is not None else torch.Generator().manual_seed(0)

@@ -27,6 +27,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from igospp import checks
+
 __all__ = ["CLASSES", "COVID", "MARKERS", "XraySet", "synthetic_xrays", "render_xray", "marker_fonts", "covidx"]
 
 CLASSES: tuple[str, ...] = ("normal", "pneumonia", "COVID-19")
@@ -175,10 +177,8 @@ def synthetic_xrays(n: int, *, size: int = 128, split: str = "train", covid_text
         >>> tuple(data.images.shape), data.labels.tolist(), data.has_text.tolist()
         ((6, 1, 64, 64), [2, 2, 1, 2, 1, 2], [False, True, False, True, False, False])
     """
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive integer, got {n!r}.")
-    if isinstance(size, bool) or not isinstance(size, int) or size < 32:
-        raise ValueError(f"size must be an integer >= 32 (pixels), got {size!r}.")
+    n = checks.positive_int("n", n)
+    size = checks.integer("size (pixels)", size, low=32)
     if split not in ("train", "test", "clean"):
         raise ValueError(f"split must be 'train', 'test' or 'clean', got {split!r}.")
     for name, rate in (("covid_text_rate", covid_text_rate), ("other_text_rate", other_text_rate),
