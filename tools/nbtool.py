@@ -20,7 +20,7 @@ Every executed notebook records, in ``metadata.igospp``, the profile, the parame
 time, the library modules its kernel had loaded when it finished, and a hash of those modules'
 source plus its own code cells and parameters: ``check`` fails when a chapter is older than the
 library code it ran. (A chapter that never loads ``igospp.studies.sanity`` does not go stale when that
-module changes; any change to a module it loaded, ``igospp/__init__.py`` included, does.)
+module changes; any change to a module it loaded, ``igospp/__init__.py`` and ``igospp_book`` included, does.)
 """
 
 from __future__ import annotations
@@ -42,7 +42,8 @@ ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = ROOT / "book" / "chapters"
 REFS = ROOT / "tests" / "notebooks"
 PARAMS = ROOT / "book" / "params"
-LIBRARY = ROOT / "igospp_src" / "igospp"
+#: The library and the notebook helpers (``igospp_book``): a chapter goes stale when either changes.
+LIBRARY = ROOT / "igospp_src"
 
 
 def chapters(names: list[str] | None = None) -> list[Path]:
@@ -199,12 +200,12 @@ def profile_problems() -> list[str]:
 # Appended to a chapter before it runs and removed from the result: which library files did the kernel load?
 PROBE = ("import json as _json, sys as _sys\n"
          "print(_json.dumps(sorted({getattr(_m, '__file__', None) or '' for _n, _m in list(_sys.modules.items())\n"
-         "                          if _n == 'igospp' or _n.startswith('igospp.')} - {''})))")
+         "                          if _n.split('.')[0] in ('igospp', 'igospp_book')} - {''})))")
 PROBE_TAG = "igospp-module-probe"
 
 
 def library_files() -> list[str]:
-    return sorted(str(f.relative_to(LIBRARY)) for f in LIBRARY.rglob("*.py"))
+    return sorted(str(f.relative_to(LIBRARY)) for f in LIBRARY.rglob("*.py") if not f.parts[-2].endswith(".egg-info"))
 
 
 def library_hash(files: list[str] | None = None) -> str:

@@ -9,12 +9,11 @@
 """
 
 import importlib
-import importlib.util
-import pkgutil
 import warnings
 from types import ModuleType
 
 from igospp import checks
+from igospp._lazy import lazy_submodules
 from igospp.acceleration import Accelerated, accelerate, fastest_memory_format, streamline
 from igospp.blur import blur_baseline, gaussian_kernel1d, scaled_blur_parameters
 from igospp.composition import phi, upsample
@@ -59,6 +58,9 @@ MOVED: dict[str, str] = {
 }
 
 
+_load, __dir__ = lazy_submodules(__name__, __path__, lambda: globals())
+
+
 def __getattr__(name: str) -> ModuleType:
     """Load a submodule on first use (``igospp.methods``, ``igospp.metrics``, ``igospp.viz``, ``igospp.cli``...).
 
@@ -69,14 +71,7 @@ def __getattr__(name: str) -> ModuleType:
         warnings.warn(f"igospp.{name} moved to {MOVED[name]} in igospp 0.2; the old name goes in the next "
                       "release.", DeprecationWarning, stacklevel=2)
         return importlib.import_module(MOVED[name])
-    if not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
-        return importlib.import_module(f".{name}", __name__)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    submodules = [m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_")]
-    return sorted(set(globals()) | set(submodules))
+    return _load(name)
 
 
 __all__ = [

@@ -11,3 +11,7 @@
 
 Nothing here is imported by ``import igospp``; import the module you need.
 """
+
+from igospp._lazy import lazy_submodules
+
+__getattr__, __dir__ = lazy_submodules(__name__, __path__, lambda: globals())
