@@ -1,4 +1,4 @@
-"""Run, normalise and check the book's chapters.
+"""Run, normalize and check the book's chapters.
 
     python tools/nbtool.py chapters [NAME ...]              re-run chapters in place (book profile)
     python tools/nbtool.py run NB [--profile NAME | --params FILE] [--out P]
@@ -244,7 +244,7 @@ def loaded_modules(nb: nbformat.NotebookNode) -> list[str] | None:
     return None
 
 
-def normalise(nb: nbformat.NotebookNode, profile: str, params: dict, seconds: float) -> nbformat.NotebookNode:
+def normalize(nb: nbformat.NotebookNode, profile: str, params: dict, seconds: float) -> nbformat.NotebookNode:
     """Drop run-to-run noise (papermill and timing metadata), renumber cells, record provenance."""
     modules = loaded_modules(nb)
     if modules is None:
@@ -277,7 +277,7 @@ def execute(src: Path, dst: Path, params: dict, profile: str) -> float:
     nb = papermill.execute_notebook(str(probed), str(dst), parameters=params, kernel_name="python3",
                                     cwd=str(CHAPTERS), progress_bar=False, request_save_on_cell_execute=False)
     seconds = time.perf_counter() - start
-    nbformat.write(normalise(nbformat.from_dict(nb), profile, params, seconds), str(dst))
+    nbformat.write(normalize(nbformat.from_dict(nb), profile, params, seconds), str(dst))
     return seconds
 
 

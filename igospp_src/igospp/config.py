@@ -84,14 +84,14 @@ class Config:
             naive and insertion variants). Default ``None``: the method's value.
         btv_form: ``"official"`` (default): the authors' code, whose vertical and horizontal
             image weights are computed differently. ``"symmetric"``: eq. (7) of the paper,
-            one colour distance for both directions. See :func:`igospp.bilateral_tv`.
+            one color distance for both directions. See :func:`igospp.bilateral_tv`.
         tv_beta: exponent ``beta`` of TV and BTV, at least 1. Default 2.
         btv_sigma: ``sigma`` of BTV; weights are ``exp(-d^2 / sigma)`` as in the code
-            (the paper writes ``sigma^2``). Default 0.01, on ImageNet-normalised images.
+            (the paper writes ``sigma^2``). Default 0.01, on ImageNet-normalized images.
         noise_std: std of the Gaussian noise added to every integration-path image, in
-            normalised input units. Default 0.2. 0 turns the noise off.
+            normalized input units. Default 0.2. 0 turns the noise off.
         ig_scale: factor applied to the summed integrated-gradient terms before the
-            regulariser gradient is added. The official iGOS++ halves them (0.5,
+            regularizer gradient is added. The official iGOS++ halves them (0.5,
             "to balance out the terms with the regularization terms"); the other
             methods use 1. Default ``None``: the method's value. The line-search objective is
             never scaled.

@@ -46,7 +46,7 @@ class History:
 
     Attributes:
         objective: the objective at the start of each iteration (noisy path scores of the
-            gradient pass plus the regulariser).
+            gradient pass plus the regularizer).
         step: the step taken.
         trials: line-search loss evaluations (0 with a fixed step).
         accepted: whether the Armijo condition held at the step taken.
@@ -145,9 +145,9 @@ def explain(model: torch.nn.Module, images: torch.Tensor, target: Target = None,
     r"""Optimize saliency masks for ``images`` with Mask, I-GOS, the naive variant, insertion-only or iGOS++.
 
     Args:
-        model: a classifier mapping ``(N, C, H, W)`` normalised images to ``(N, K)`` outputs,
+        model: a classifier mapping ``(N, C, H, W)`` normalized images to ``(N, K)`` outputs,
             in eval mode. Its device (first parameter) decides where the work runs.
-        images: ``(B, C, H, W)`` normalised images; any ``C``, any ``H x W``, any ``B``.
+        images: ``(B, C, H, W)`` normalized images; any ``C``, any ``H x W``, any ``B``.
         target: what to explain, per image. ``None`` (default): the top-1 class on the
             clean image. An ``int`` class for all images; a sequence with one ``int`` or
             callable per image; or a callable mapping the model output ``(N, K)`` to
@@ -168,7 +168,7 @@ def explain(model: torch.nn.Module, images: torch.Tensor, target: Target = None,
         TypeError, ValueError: on bad input, before any optimization, naming the argument.
 
     Warns:
-        TrainingModeWarning: a dropout or normalisation layer of the model is in training mode.
+        TrainingModeWarning: a dropout or normalization layer of the model is in training mode.
         LowScoreWarning: the target's clean score is below ``Config.low_score_threshold``.
 
     Notes:
@@ -217,7 +217,7 @@ def explain(model: torch.nn.Module, images: torch.Tensor, target: Target = None,
         counter.forward_images += x.shape[0]
         if not torch.isfinite(clean_out).all():
             raise ValueError("the model's output on the clean images contains NaN or Inf; check the model "
-                             "and the images' normalisation.")
+                             "and the images' normalization.")
         scorer = resolve_target(target, clean_out, config.score)
         clean_score = scorer(clean_out, torch.arange(x.shape[0], device=device))
         _warn_low_scores(clean_score, config.low_score_threshold)

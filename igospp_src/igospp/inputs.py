@@ -23,7 +23,7 @@ class TrainingModeWarning(UserWarning):
 def _check_finite(name: str, tensor: torch.Tensor) -> None:
     if not torch.isfinite(tensor).all():
         bad = (~torch.isfinite(tensor)).sum().item()
-        raise ValueError(f"{name} contains {bad} NaN or infinite value(s); clean or re-normalise it first.")
+        raise ValueError(f"{name} contains {bad} NaN or infinite value(s); clean or re-normalize it first.")
 
 
 def check_images(images: object) -> torch.Tensor:
@@ -37,7 +37,7 @@ def check_images(images: object) -> torch.Tensor:
     if images.shape[0] < 1 or images.shape[1] < 1 or images.shape[2] < 1 or images.shape[3] < 1:
         raise ValueError(f"images must be non-empty, got shape {tuple(images.shape)}.")
     if not images.is_floating_point():
-        raise TypeError(f"images must be a floating-point tensor (normalised as the model expects), "
+        raise TypeError(f"images must be a floating-point tensor (normalized as the model expects), "
                         f"got dtype {images.dtype}.")
     _check_finite("images", images)
     return images
@@ -84,7 +84,7 @@ def resolve_baseline(baseline: BaselineLike, images: torch.Tensor, config: Confi
 
     ``None``: the blur of :func:`igospp.blur_baseline` with the config's kernel (default
     :class:`Config`'s); a number: a
-    constant image (in normalised units); a tensor of the images' shape, or ``(C, H, W)`` /
+    constant image (in normalized units); a tensor of the images' shape, or ``(C, H, W)`` /
     ``(1, C, H, W)`` shared by all images; a callable ``f(images) -> tensor`` of the images' shape.
     """
     if baseline is None:

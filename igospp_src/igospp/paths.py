@@ -10,7 +10,7 @@ score averaged along a straight path of masked images:
     \mathrm{Ins}(M) = \frac1S \sum_{k=1}^{S} f_c\big(\Phi(\tilde I, I, \tfrac{k}{S} M) + \varepsilon_k\big)
 
 with path coefficients :math:`k/S`, :math:`k = 1..S` (0 excluded, 1 included: a right
-Riemann sum) and Gaussian noise :math:`\varepsilon_k` (std 0.2 in normalised units)
+Riemann sum) and Gaussian noise :math:`\varepsilon_k` (std 0.2 in normalized units)
 added after the composition. The deletion path runs from the baseline towards the
 deletion image :math:`\Phi(I, \tilde I, M)`; the insertion path (eq. 5) runs from the
 clean image towards the insertion image :math:`\Phi(\tilde I, I, M)`. The official
@@ -146,12 +146,12 @@ def deletion_path_score(model: torch.nn.Module, images: torch.Tensor, baseline: 
 
     Args:
         model: classifier returning ``(N, K)``.
-        images: ``(B, C, H, W)`` normalised images :math:`I`.
+        images: ``(B, C, H, W)`` normalized images :math:`I`.
         baseline: ``(B, C, H, W)`` baseline :math:`\tilde I`.
         mask: ``(B, 1, h, w)`` mask (may require grad).
         target: as in :func:`igospp.explain` (``None``: top-1 class of the clean image).
         steps: integration intervals ``S``. Default 20.
-        noise_std: noise std in normalised units. Default 0 (the optimizer uses 0.2).
+        noise_std: noise std in normalized units. Default 0 (the optimizer uses 0.2).
         generator: random source of the noise.
         score: ``"softmax"`` or ``"logit"`` for integer targets.
 

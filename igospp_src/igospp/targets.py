@@ -4,7 +4,7 @@ A target is, as in pytorch-grad-cam, either a class index or a callable on the m
 output, so single-logit (sigmoid), multi-label and other heads work without changing
 the optimizer:
 
-* ``None``: the top-1 class of the clean image (the official behaviour);
+* ``None``: the top-1 class of the clean image (the official behavior);
 * an ``int``: the same class for every image;
 * a sequence (or 1-D tensor) with one entry per image, each an ``int`` or a callable;
 * a callable ``f(output) -> scores`` mapping the model's output ``(N, K)`` to ``(N,)``.

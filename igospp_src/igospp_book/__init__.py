@@ -42,7 +42,7 @@ def setup(seed: int = 0, threads: int | None = 2, device: str = "auto") -> torch
 
 def load_images(bundle: ModelBundle, images: str = "bundled", n: int = 3, names: list[str] | None = None,
                 seed: int = 0) -> tuple[torch.Tensor, list[str]]:
-    """A normalised batch for ``bundle`` from a chapter's ``images`` parameter.
+    """A normalized batch for ``bundle`` from a chapter's ``images`` parameter.
 
     Args:
         bundle: the model bundle (its preprocessing is used).

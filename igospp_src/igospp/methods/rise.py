@@ -24,8 +24,8 @@ class RISE:
         p: probability that a cell is kept. Default 0.5.
         seed: seed of the masks (drawn on the CPU, so every device gets the same masks).
         batch_size: masked images per model call.
-        substrate: what masked-out pixels become, in normalised units. Default 0 (RISE's
-            multiplication of the normalised image by the mask).
+        substrate: what masked-out pixels become, in normalized units. Default 0 (RISE's
+            multiplication of the normalized image by the mask).
         accelerate: run the masked images through a streamlined copy of the model in its
             fastest memory layout (:func:`igospp.accelerate`; equal to float rounding).
             Default ``True``. A model already prepared by :func:`igospp.accelerate` is used

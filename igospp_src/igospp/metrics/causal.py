@@ -16,7 +16,7 @@ the number is a field of :class:`Protocol` and travels with every result:
   (``max(1, N // 50)`` cells per step), the 51 x 51 / sigma 50 blur as the substrate of both
   curves, softmax of the target, plus the code's logged score with its last-step quirk;
 * ``"rise"``, RISE's ``CausalMetric``: pixel ranking, 224 pixels per step, deletion to zeros
-  (the mean colour in normalised space), insertion from an 11 x 11, sigma 5 blur.
+  (the mean color in normalized space), insertion from an 11 x 11, sigma 5 blur.
 
 The AUC reported by both is the trapezoid over the fractions actually removed (0 to 1).
 Ties in the saliency are broken by a **stable** sort: equal units keep raster order (top
@@ -39,7 +39,7 @@ from igospp import checks
 from igospp.acceleration import accelerate as _accelerate
 from igospp.blur import blur_baseline
 from igospp.composition import phi, upsample
-from igospp.config import default_batch_size
+from igospp.config import resolve_batch_size
 from igospp.inputs import check_images, model_device, resolve_baseline, warn_if_training
 from igospp.targets import Target, check_model_output, resolve_target
 
@@ -57,7 +57,7 @@ class Protocol:
         name: a label for tables.
         deletion_substrate: what deleted units become: ``"blur"`` (the optimization's blur,
             see ``blur_*``), ``"rise_blur"`` (RISE's 11 x 11 kernel), ``"zeros"`` (0 in
-            normalised space), a number, a tensor shaped like the images, or a callable
+            normalized space), a number, a tensor shaped like the images, or a callable
             ``f(images) -> tensor``.
         insertion_substrate: the canvas units are inserted into; same choices.
         unit: ``"cells"``: rank the saliency at its own resolution and upsample the binary
@@ -239,7 +239,7 @@ def insertion_deletion(model: torch.nn.Module, images: torch.Tensor, saliency: t
 
     Args:
         model: classifier mapping ``(N, C, H, W)`` to ``(N, K)``.
-        images: ``(B, C, H, W)`` normalised images.
+        images: ``(B, C, H, W)`` normalized images.
         saliency: ``(B, 1, h, w)`` (or ``(B, h, w)``), **high = salient**, at any resolution up
             to the image size; e.g. ``1 - Explanation.mask`` (cells) or ``Explanation.saliency``.
         target: as in :func:`igospp.explain`; ``None`` scores the top-1 class of the clean image.
@@ -284,7 +284,7 @@ def insertion_deletion(model: torch.nn.Module, images: torch.Tensor, saliency: t
     step = protocol.step or max(1, units // protocol.n_steps)
     n_steps = math.ceil(units / step)
     removed = [min(k * step, units) for k in range(n_steps + 1)]
-    chunk = batch_size or default_batch_size(device)
+    chunk = resolve_batch_size(batch_size, device)
 
     with torch.inference_mode():
         clean = check_model_output(model(x), batch)

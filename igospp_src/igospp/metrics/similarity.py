@@ -1,7 +1,7 @@
 """How alike two saliency maps are, per image: Spearman rank correlation and SSIM.
 
 The sanity checks (:mod:`igospp.studies.sanity`) compare the maps of a trained model with those
-of randomized copies by these two measures, on maps min-max normalised to [0, 1].
+of randomized copies by these two measures, on maps min-max normalized to [0, 1].
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def rank_correlation(a: torch.Tensor, b: torch.Tensor, absolute: bool = False) -
     return out
 
 
-def _normalise(t: torch.Tensor) -> torch.Tensor:
+def _normalize(t: torch.Tensor) -> torch.Tensor:
     lo = t.amin(dim=(1, 2, 3), keepdim=True)
     span = t.amax(dim=(1, 2, 3), keepdim=True) - lo
     return torch.where(span > 0, (t - lo) / span.clamp_min(1e-300), torch.zeros_like(t))
@@ -76,7 +76,7 @@ def ssim(a: torch.Tensor, b: torch.Tensor, sigma: float = 1.5, normalize: bool =
     Args:
         a, b: saliency maps (B, 1, h, w) of the same shape, at least 7 x 7.
         sigma: std of the window, in pixels.
-        normalize: min-max normalise each map to [0, 1] first (a constant map becomes 0).
+        normalize: min-max normalize each map to [0, 1] first (a constant map becomes 0).
 
     Example:
         >>> import torch
@@ -87,7 +87,7 @@ def ssim(a: torch.Tensor, b: torch.Tensor, sigma: float = 1.5, normalize: bool =
     """
     a, b = _pair(a, b)
     if normalize:
-        a, b = _normalise(a), _normalise(b)
+        a, b = _normalize(a), _normalize(b)
     radius = _window_radius(sigma)
     size = 2 * radius + 1
     if min(a.shape[-2:]) < size:

@@ -1,12 +1,12 @@
 """Adversarial examples for the paper's Fig. 4: MI-FGSM (Dong et al., 2018).
 
 The momentum iterative fast gradient sign method takes ``steps`` signed-gradient steps of
-size ``epsilon / steps``, each along an accumulated, L1-normalised gradient (momentum
+size ``epsilon / steps``, each along an accumulated, L1-normalized gradient (momentum
 ``decay``), and keeps the image within ``epsilon`` of the original in the L-infinity norm and
 inside the valid range. Targeted (the paper targets "Persian cat"), it descends the
 cross-entropy of the target class; untargeted, it ascends that of the true class.
 
-Budgets are usually stated in pixel units (e.g. 16/255) while models take normalised
+Budgets are usually stated in pixel units (e.g. 16/255) while models take normalized
 inputs: :func:`normalized_budget` converts a pixel budget and the [0, 1] range into the
 model's units for a given mean and std.
 """

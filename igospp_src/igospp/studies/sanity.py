@@ -1,6 +1,6 @@
 """Sanity checks for saliency maps (Adebayo et al., 2018), as the paper's "Sanity Check" runs them.
 
-* **Model randomization**: re-initialise the layers of a trained model one after another, from
+* **Model randomization**: re-initialize the layers of a trained model one after another, from
   the logits down (*cascading* randomization), explain the same images after each step and
   compare the maps with those of the trained model. A method that explains the *model* must
   change its maps; one that merely highlights edges of the *image* does not.
@@ -8,7 +8,7 @@
   randomly permuted labels (:func:`random_labels`); the maps should differ.
 
 Similarities are per image: Spearman rank correlation and SSIM
-(:mod:`igospp.metrics.similarity`) of maps min-max normalised to [0, 1].
+(:mod:`igospp.metrics.similarity`) of maps min-max normalized to [0, 1].
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 The paper trains two models of its own: a simple CNN on Fashion-MNIST, once with true and once
 with random labels (the label randomization test, Fig. 3), and a COVID-19 classifier (Table 4).
 This module holds what both need: a small CNN for any number of input channels, a 1-channel
-ResNet18, a deterministic training loop (every shuffle and initialisation drawn from a seeded
+ResNet18, a deterministic training loop (every shuffle and initialization drawn from a seeded
 ``torch.Generator``) and the classification scores of Table 4.
 """
 
@@ -58,8 +58,8 @@ class SmallCNN(nn.Module):
 def resnet18_classifier(in_channels: int = 1, num_classes: int = 3) -> nn.Module:
     """torchvision's ResNet18, untrained, with ``in_channels`` inputs and ``num_classes`` outputs.
 
-    No weights are downloaded: the network is initialised here (pass it through
-    :func:`init_parameters` for a seeded initialisation) and trained with :func:`train_classifier`.
+    No weights are downloaded: the network is initialized here (pass it through
+    :func:`init_parameters` for a seeded initialization) and trained with :func:`train_classifier`.
 
     Example:
         >>> import torch, igospp.studies.training as tr
@@ -74,10 +74,10 @@ def resnet18_classifier(in_channels: int = 1, num_classes: int = 3) -> nn.Module
 
 
 def init_parameters(model: nn.Module, generator: torch.Generator) -> nn.Module:
-    """Re-initialise every convolution and linear layer of ``model`` from ``generator`` (in place).
+    """Re-initialize every convolution and linear layer of ``model`` from ``generator`` (in place).
 
     Weights and biases are drawn uniformly in ``±1/sqrt(fan_in)`` (the bound of PyTorch's default
-    initialisation), so that two runs with the same seed start from the same network whatever
+    initialization), so that two runs with the same seed start from the same network whatever
     the global random state; batch-norm layers are reset to weight 1 and bias 0. Returns ``model``.
     """
     with torch.no_grad():
