@@ -5,7 +5,7 @@
   confidence intervals; :mod:`~igospp.studies.paper`: the paper's tables, for comparison.
 * :mod:`~igospp.studies.sanity`: model and label randomization (Adebayo et al. 2018), with
   :mod:`~igospp.studies.datasets` (small training sets) and :mod:`~igospp.studies.training`.
-* :mod:`~igospp.studies.attacks`: targeted adversarial examples (PGD).
+* :mod:`~igospp.studies.attacks`: targeted adversarial examples (MI-FGSM).
 * :mod:`~igospp.studies.xray` and :mod:`~igospp.studies.text_removal`: the COVID-19 case study
   (synthetic films with printed markers, COVIDx, text detection and inpainting).
 
