@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 
 from igospp import checks
+from igospp._optional import require
 
 __all__ = ["sample_images", "SAMPLE_IMAGES", "image_folder", "ImageFolder", "ImageRecord"]
 
@@ -117,9 +118,7 @@ class ImageFolder(Sequence[ImageRecord]):
 
 
 def _imagenet_synsets() -> dict[str, int]:
-    from timm.data import ImageNetInfo
-
-    info = ImageNetInfo()
+    info = require("timm.data", "methods", "image_folder's ImageNet labels").ImageNetInfo()
     return {info.index_to_label_name(i): i for i in range(info.num_classes())}
 
 

@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from igospp._optional import require
+
 __all__ = ["ModelBundle", "load_model", "resolve_device", "imagenet_class_names", "IMAGENET_MEAN",
            "IMAGENET_STD", "MODELS", "WeightsUnavailableError"]
 
@@ -184,7 +186,7 @@ def _torchvision(name: str) -> torch.nn.Module:
 
 
 def _timm(name: str) -> tuple[torch.nn.Module, dict]:
-    import timm
+    timm = require("timm", "methods", f"load_model('timm:{name}')")
 
     if not timm.is_model(name):
         raise ValueError(f"unknown timm model {name!r}; list them with timm.list_models().")

@@ -13,16 +13,18 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-import matplotlib
 import numpy as np
 import torch
-from matplotlib.axes import Axes
-from matplotlib.figure import Figure
 
+from igospp._optional import require
 from igospp.composition import upsample
 
 if TYPE_CHECKING:
     from igospp.metrics import CausalMetricResult
+
+matplotlib = require("matplotlib", "viz", "igospp.viz (the figures)")
+Axes = require("matplotlib.axes", "viz", "igospp.viz (the figures)").Axes
+Figure = require("matplotlib.figure", "viz", "igospp.viz (the figures)").Figure
 
 __all__ = ["as_rgb", "normalize", "overlay", "plot_overlay", "plot_mask", "plot_curves", "montage"]
 

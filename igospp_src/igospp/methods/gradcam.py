@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from igospp._optional import require
 from igospp.methods.base import prepare
 from igospp.targets import Target
 
@@ -74,8 +75,9 @@ class GradCAM:
         return self.layer
 
     def __call__(self, model: torch.nn.Module, images: torch.Tensor, target: Target = None) -> torch.Tensor:
-        from pytorch_grad_cam import GradCAM as _GradCAM
-        from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+        _GradCAM = require("pytorch_grad_cam", "methods", "Grad-CAM").GradCAM
+        ClassifierOutputTarget = require("pytorch_grad_cam.utils.model_targets", "methods",
+                                         "Grad-CAM").ClassifierOutputTarget
 
         class _AtLayerResolution(_GradCAM):
             def get_target_width_height(self, input_tensor):

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 
 from igospp import checks
+from igospp._optional import require
 from igospp.config import resolve_batch_size
 from igospp.inputs import BaselineLike, resolve_baseline
 from igospp.methods.base import prepare
@@ -58,7 +59,7 @@ class IntegratedGrad:
         return resolve_baseline(self.baseline, x)
 
     def __call__(self, model: torch.nn.Module, images: torch.Tensor, target: Target = None) -> torch.Tensor:
-        from captum.attr import IntegratedGradients
+        IntegratedGradients = require("captum.attr", "methods", "Integrated Gradients").IntegratedGradients
 
         with torch.inference_mode(False), torch.enable_grad():
             x, scorer, run = prepare(model, images, target, self.score, fast=self.accelerate)

@@ -28,6 +28,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from igospp import checks
+from igospp._optional import require
 
 __all__ = ["CLASSES", "COVID", "MARKERS", "XraySet", "synthetic_xrays", "render_xray", "marker_fonts", "covidx"]
 
@@ -55,8 +56,7 @@ class XraySet:
 
 def marker_fonts() -> list[Path]:
     """The TrueType fonts markers are drawn with (matplotlib's bundled DejaVu family, always present)."""
-    import matplotlib
-
+    matplotlib = require("matplotlib", "xray", "The synthetic x-rays' marker fonts")
     folder = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
     names = ["DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSerif.ttf", "DejaVuSerif-Bold.ttf",
              "DejaVuSansMono.ttf", "DejaVuSansMono-Bold.ttf"]
