@@ -74,3 +74,131 @@ def test_batch_size_default_depends_on_the_device():
     assert Config().batch_size is None
     assert Config().effective_batch_size("cpu") == 8 and Config().effective_batch_size("cuda") == 64
     assert Config(batch_size=3).effective_batch_size("cuda") == 3
+
+
+# ----------------------------------------------------------------------------- the method-dependent fields
+DEPENDENT = ("iterations", "ig_steps", "smoothness", "ig_scale")
+
+
+def _dependent(c):
+    return {name: getattr(c, name) for name in DEPENDENT}
+
+
+def test_method_defaults_cover_every_method_and_only_the_dependent_fields():
+    from igospp.config import METHOD_DEFAULTS
+
+    assert tuple(METHOD_DEFAULTS) == igospp.METHODS
+    assert all(tuple(values) == DEPENDENT for values in METHOD_DEFAULTS.values())
+    assert all(getattr(Config, name) is None for name in DEPENDENT)   # the dataclass defaults defer to the method
+
+
+@pytest.mark.parametrize("method", igospp.METHODS)
+def test_config_of_a_method_is_its_preset(method):
+    assert Config(method=method) == Config.preset(method)
+    assert Config(method=method, resolution=14, l2=3.0) == Config.preset(method, resolution=14, l2=3.0)
+
+
+@pytest.mark.parametrize("new", igospp.METHODS)
+@pytest.mark.parametrize("old", igospp.METHODS)
+def test_replacing_the_method_brings_the_new_methods_values(old, new):
+    moved = Config.preset(old, resolution=14, noise_std=0.1).replace(method=new)
+    fresh = Config.preset(new, resolution=14, noise_std=0.1)
+    assert _dependent(moved) == _dependent(fresh)
+    assert moved == fresh                                     # and nothing else changed
+
+
+@pytest.mark.parametrize("new", igospp.METHODS)
+@pytest.mark.parametrize("old", igospp.METHODS)
+def test_replacing_the_method_keeps_the_values_the_user_set(old, new):
+    # values that differ from every method's own, so they cannot be mistaken for a default
+    mine = dict(iterations=7, ig_steps=3, ig_scale=0.25)
+    moved = Config.preset(old, **mine).replace(method=new)
+    assert (moved.method, moved.iterations, moved.ig_steps, moved.ig_scale) == (new, 7, 3, 0.25)
+    # a field set in the same replace wins over the new method's value
+    assert Config.preset(old).replace(method=new, ig_steps=2).ig_steps == 2
+
+
+def test_a_smoothness_the_user_chose_survives_a_change_of_method():
+    tv_igospp = Config.igospp(smoothness="tv")
+    for method in igospp.METHODS:
+        moved = tv_igospp.replace(method=method)
+        assert moved.smoothness == "tv"
+        assert (moved.ig_scale, moved.ig_steps) == (Config.preset(method).ig_scale, Config.preset(method).ig_steps)
+    assert Config.igos(smoothness="btv").replace(method="mask").smoothness == "btv"
+    # there and back again: only the dependent fields travelled
+    assert Config.igospp(resolution=7).replace(method="mask").replace(method="igospp") == Config.igospp(resolution=7)
+
+
+def test_replace_without_a_new_method_leaves_the_dependent_fields_alone():
+    c = Config.mask(resolution=7)
+    assert _dependent(c.replace(l2=1.0)) == _dependent(c) == dict(iterations=500, ig_steps=1, smoothness="tv",
+                                                                  ig_scale=1.0)
+    assert c.replace(method="mask") == c
+    with pytest.raises(ValueError, match="Config.method must be one of"):
+        c.replace(method="gradcam")
+
+
+@pytest.mark.parametrize("method", igospp.METHODS)
+def test_a_preset_refuses_a_method(method):
+    other = "igos" if method != "igos" else "mask"
+    with pytest.raises(TypeError, match=f"Config.{method}\\(\\) sets the method itself"):
+        getattr(Config, method)(method=other)
+    with pytest.raises(TypeError):
+        Config.preset(method, method=other)
+
+
+# ----------------------------------------------------------------------------- the registry of methods
+def test_every_registry_method_builds():
+    import dataclasses
+
+    from igospp.methods import REGISTRY, RISE, GradCAM, IntegratedGrad, MethodOptions, Optimized, build
+
+    options = MethodOptions(iterations=1, ig_steps=2, rise_masks=4)
+    kinds = {"gradcam": GradCAM, "ig": IntegratedGrad, "rise": RISE}
+    fields = {f.name for f in dataclasses.fields(MethodOptions)}
+    for name, spec in REGISTRY.items():
+        assert spec.name == name
+        method = build(name, 7, options)
+        assert callable(method)
+        assert spec.takes_resolution == isinstance(method, Optimized), name
+        assert isinstance(method, kinds.get(name, Optimized)), name
+        assert set(spec.uses) <= fields and len(set(spec.uses)) == len(spec.uses), name
+        if spec.takes_resolution:
+            assert method.config.resolution == 7 and method.config.iterations == 1
+            assert method.config.ig_steps == (1 if name == "mask" else 2)
+    assert build("rise", 7, options).n_masks == 4
+    displays = [spec.display for spec in REGISTRY.values()]
+    assert len(set(displays)) == len(displays)
+    assert set(igospp.METHODS) <= set(REGISTRY)
+
+
+def test_each_registry_method_reads_exactly_the_options_it_lists():
+    """Changing an option changes the built method if and only if the method lists it in ``uses``."""
+    import dataclasses
+
+    from igospp.methods import REGISTRY, MethodOptions, Optimized, build
+
+    changed = dict(iterations=3, mask_iterations=4, ig_steps=5, rise_masks=6, ig_path_steps=7, batch_size=9, seed=11)
+    assert set(changed) == {f.name for f in dataclasses.fields(MethodOptions)}
+
+    def state(method):
+        return (method.config, method.baseline) if isinstance(method, Optimized) else vars(method)
+
+    for name, spec in REGISTRY.items():
+        reference = state(build(name, 7, MethodOptions()))
+        for field, value in changed.items():
+            differs = state(build(name, 7, MethodOptions(**{field: value}))) != reference
+            assert differs == (field in spec.uses), (name, field)
+
+
+def test_ablations_are_igospp_with_one_field_replaced():
+    from igospp.methods import MethodOptions, build, display_name
+
+    options = MethodOptions(iterations=2)
+    base = build("igospp", 14, options).config
+    assert build("igospp_nonoise", 14, options).config == base.replace(noise_std=0.0)
+    assert build("igospp_fixedstep", 14, options).config == base.replace(line_search=False)
+    assert build("igospp_nobtv", 14, options).config == base.replace(smoothness="tv")
+    assert build("mask", 14, MethodOptions(iterations=2, mask_iterations=9)).config.iterations == 9
+    assert build("mask", 14).config.iterations == 500
+    assert display_name("igospp") == "iGOS++" and display_name("my_method") == "my_method"

@@ -13,7 +13,7 @@ pytestmark = [pytest.mark.cuda,
 
 def test_cuda_matches_cpu_without_noise():
     model = SmoothModel(dtype=torch.float64)
-    x = torch.randn(2, 3, 32, 32, dtype=torch.float64)
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     cfg = igospp.Config.igospp(resolution=8, iterations=3, ig_steps=4, noise_std=0.0, low_score_threshold=None)
     cpu = igospp.explain(model, x, config=cfg)
     gpu = igospp.explain(model.cuda(), x.cuda(), config=cfg)
@@ -23,7 +23,7 @@ def test_cuda_matches_cpu_without_noise():
 
 def test_cpu_images_follow_a_cuda_model_and_come_back_on_cpu():
     model = SmoothModel(dtype=torch.float32).cuda()
-    x = torch.randn(2, 3, 16, 16)
+    x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(1))
     cfg = igospp.Config.igospp(resolution=4, iterations=2, ig_steps=2, low_score_threshold=None)
     a = igospp.explain(model, x, config=cfg)
     b = igospp.explain(model, x, config=cfg)

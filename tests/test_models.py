@@ -116,7 +116,7 @@ def test_torchvision_models_load_from_the_cache(monkeypatch, name):
     monkeypatch.setattr(api, "load_state_dict_from_url", lambda url, *a, **k: state)
     bundle = igospp.load_model(name, device="cpu")
     assert bundle.name == name and len(bundle.class_names) == 1000 and not bundle.model.training
-    x = torch.randn(1, 3, 224, 224)
+    x = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(0))
     cam = igospp.methods.GradCAM()(bundle.model, x, target=0)
     assert cam.shape == ((1, 1, 7, 7) if name == "resnet50" else (1, 1, 14, 14))
 

@@ -19,7 +19,7 @@ from torch import nn
 
 import igospp
 from igospp.explain import _show_progress
-from igospp.paths import Counter, PathEngine, PathTerm, _noise_rows
+from igospp.paths import PathEngine, PathTerm, _noise_rows
 
 
 class ConvBNNet(nn.Module):
@@ -92,7 +92,8 @@ def test_engine_results_do_not_depend_on_batch_size(smooth_model, images64):
     results = []
     for batch_size in (1, 7, 80):
         engine = PathEngine(smooth_model, images64, base, igospp.resolve_target(0, smooth_model(images64), "softmax"),
-                            5, 0.2, torch.Generator().manual_seed(0), batch_size, Counter())
+                            igospp.Config(ig_steps=5, noise_std=0.2, batch_size=batch_size),
+                            torch.Generator().manual_seed(0))
         results.append(engine.evaluate(terms, mask, torch.arange(2), grad=True))
     for values, grads in results[1:]:
         torch.testing.assert_close(values, results[0][0], rtol=0, atol=1e-13)
@@ -319,8 +320,9 @@ def test_common_noise_replays_the_gradient_pass(smooth_model, images64):
     terms = (PathTerm("deletion", (0,), 1.0, "Del"), PathTerm("insertion", (0,), -1.0, "Ins"))
     mask = torch.rand(2, 2, 1, 16, 20, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
     engine = PathEngine(smooth_model, images64, igospp.blur_baseline(images64),
-                        igospp.resolve_target(0, smooth_model(images64), "softmax"), 4, 0.2,
-                        torch.Generator().manual_seed(0), 3, Counter(), keep_noise=True)
+                        igospp.resolve_target(0, smooth_model(images64), "softmax"),
+                        igospp.Config(ig_steps=4, noise_std=0.2, batch_size=3, ls_common_noise=True),
+                        torch.Generator().manual_seed(0))
     values, _ = engine.evaluate(terms, mask, torch.arange(2), grad=True)
     replay, _ = engine.evaluate(terms, mask, torch.arange(2), grad=False, reuse_noise=True)
     fresh, _ = engine.evaluate(terms, mask, torch.arange(2), grad=False)
@@ -335,7 +337,7 @@ def test_fewer_trial_steps_are_the_shorter_riemann_sum(smooth_model, images64):
     mask = torch.rand(2, 1, 1, 4, 5, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
     base = igospp.blur_baseline(images64)
     engine = PathEngine(smooth_model, images64, base, igospp.resolve_target(0, smooth_model(images64), "softmax"),
-                        20, 0.0, None, 8, Counter())
+                        igospp.Config(ig_steps=20, noise_std=0.0, batch_size=8))
     ups = igospp.upsample(mask[:, 0], (16, 20)).unsqueeze(1)
     values, _ = engine.evaluate(terms, ups, torch.arange(2), grad=False, steps=5)
     expected = igospp.deletion_path_score(smooth_model, images64, base, mask[:, 0], target=0, steps=5)

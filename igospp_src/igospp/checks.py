@@ -67,7 +67,7 @@ def positive_int(name: str, value: Any) -> int:
 
 
 def number(name: str, value: Any, *, low: float = -math.inf, strict: bool = False,
-           high: float | None = None) -> float:
+           high: float | None = None, high_strict: bool = True) -> float:
     """``value`` as a ``float`` if it is a finite real number above ``low`` (and below ``high``).
 
     Args:
@@ -75,20 +75,23 @@ def number(name: str, value: Any, *, low: float = -math.inf, strict: bool = Fals
         value: the value to check (``bool`` is refused).
         low: lower bound. Default ``-inf``.
         strict: ``True``: ``value > low``; ``False`` (default): ``value >= low``.
-        high: strict upper bound, or ``None`` (default) for none.
+        high: upper bound, or ``None`` (default) for none.
+        high_strict: ``True`` (default): ``value < high``; ``False``: ``value <= high``.
 
     >>> number("l2", 20, low=0.0)
     20.0
+    >>> number("fraction", 1, low=0.0, strict=True, high=1.0, high_strict=False)
+    1.0
     """
     ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
     if ok:
         ok = value > low if strict else value >= low
         if ok and high is not None:
-            ok = value < high
+            ok = value < high if high_strict else value <= high
     if not ok:
         bound = "" if low == -math.inf else (f" > {low}" if strict else f" >= {low}")
         if high is not None:
-            bound += (" and" if bound else "") + f" < {high}"
+            bound += (" and" if bound else "") + (f" < {high}" if high_strict else f" <= {high}")
         raise ValueError(f"{name} must be a finite number{bound}, got {value!r}.")
     return float(value)
 

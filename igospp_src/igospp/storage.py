@@ -1,4 +1,17 @@
-"""Atomic file writes: a crash or a kill never leaves a half-written result behind."""
+"""Atomic file writes: a crash or a kill never leaves a half-written result behind.
+
+Each write goes to a temporary file in the target's folder, is flushed to disk, and replaces
+the target by one rename; folders are created as needed. Readers therefore see the old file or
+the new one, never a part, which is what lets ``igospp evaluate`` resume from its records.
+
+Example:
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from igospp.storage import read_json, write_json
+    >>> path = write_json(Path(tempfile.mkdtemp()) / "records" / "a.json", {"deletion_auc": 0.1})
+    >>> read_json(path), read_json(path.with_name("missing.json"))
+    ({'deletion_auc': 0.1}, None)
+"""
 
 from __future__ import annotations
 
@@ -15,7 +28,19 @@ __all__ = ["write_bytes", "write_json", "write_npy", "read_json"]
 
 
 def write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and an atomic rename."""
+    """Write ``data`` to ``path`` through a temporary file in the same folder and an atomic rename.
+
+    The file gets the permissions of an ordinary new file (``0o666`` less the umask). On any
+    error the temporary file is removed and ``path`` is left as it was.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        TypeError: when ``data`` is not bytes-like.
+    """
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"data must be bytes, got {type(data).__name__}.")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -36,7 +61,8 @@ def write_bytes(path: str | Path, data: bytes) -> Path:
 
 
 def write_json(path: str | Path, payload: Any) -> Path:
-    """Atomically write ``payload`` as indented JSON."""
+    """Atomically write ``payload`` as indented JSON (a payload JSON cannot encode raises ``TypeError``
+    before anything is written)."""
     return write_bytes(path, (json.dumps(payload, indent=2, sort_keys=False) + "\n").encode())
 
 

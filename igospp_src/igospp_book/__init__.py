@@ -123,7 +123,7 @@ def table(rows: list[list[Any]], header: list[str], digits: int = 3) -> Any:
 
 def machine(device: torch.device | str = "cpu") -> str:
     """What a chapter ran on, for glued run times: the GPU's name, or the CPU's with its thread count."""
-    from igospp.studies.benchmark import versions
+    from igospp.provenance import versions
 
     info = versions()
     if torch.device(device).type == "cuda":

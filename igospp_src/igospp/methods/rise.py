@@ -50,9 +50,7 @@ class RISE:
                  batch_size: int | None = None, substrate: float = 0.0, accelerate: bool = True) -> None:
         self.n_masks = checks.positive_int("RISE.n_masks", n_masks)
         self.cells = checks.positive_int("RISE.cells", cells)
-        self.p = checks.number("RISE.p", p, low=0.0, strict=True)
-        if self.p > 1:
-            raise ValueError(f"RISE.p is the probability that a cell is kept, at most 1; got {p!r}.")
+        self.p = checks.number("RISE.p", p, low=0.0, strict=True, high=1.0, high_strict=False)
         self.seed = checks.integer("RISE.seed", seed)
         self.batch_size = None if batch_size is None else checks.positive_int("RISE.batch_size", batch_size)
         self.substrate = checks.number("RISE.substrate", substrate)

@@ -32,9 +32,7 @@ def top_fraction(saliency: torch.Tensor, fraction: float) -> torch.Tensor:
     if not isinstance(saliency, torch.Tensor) or saliency.dim() != 4 or saliency.shape[1] != 1:
         shape = tuple(saliency.shape) if isinstance(saliency, torch.Tensor) else type(saliency).__name__
         raise ValueError(f"saliency must be a (B, 1, H, W) tensor, got {shape}.")
-    fraction = checks.number("fraction", fraction, low=0.0, strict=True)
-    if fraction > 1:
-        raise ValueError(f"fraction is a share of the pixels, in (0, 1]; got {fraction!r}.")
+    fraction = checks.number("fraction", fraction, low=0.0, strict=True, high=1.0, high_strict=False)
     flat = saliency.flatten(1)
     k = max(1, round(fraction * flat.shape[1]))
     keep = torch.zeros_like(flat)

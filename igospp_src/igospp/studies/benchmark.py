@@ -8,9 +8,56 @@ tasks) can share one output folder. :func:`summarize` turns the records into the
 mean deletion and insertion AUC with standard errors and seconds per image, per method and
 resolution, with the model and protocol in its header.
 
-Every method explains the top-1 class of the clean image, as the paper does. Besides the
-methods of :data:`igospp.methods.REGISTRY`, the ablations of the paper's Table 3 among them
-(named variants of iGOS++).
+Every method is a name of :data:`igospp.methods.REGISTRY` (the comparison methods and the
+ablations of the paper's Table 3); its display name, its place in the tables and whether it
+takes a mask resolution come from there. :func:`evaluate` explains the top-1 class of the clean
+image, as the paper does.
+
+The record
+----------
+
+:func:`make_record` writes the one record format of the package: ``igospp evaluate`` writes it
+under ``OUT/records/<image>__<job>.json``, ``igospp explain`` beside its figures as
+``OUT/<image>_<job>.json``, and :func:`load_records` reads both. Its keys:
+
+======================== ===========================================================================
+key                      meaning
+======================== ===========================================================================
+``model``                the model's name (:attr:`igospp.ModelBundle.name`)
+``device``               where it ran (``"cpu"``, ``"cuda:0"``...)
+``images_dir``           the image folder of the run (``igospp explain``: the image's folder)
+``n_images``             images in the run (``igospp explain``: images on its command line)
+``shard``                ``"K/N"``: the shard that wrote the record (``"0/1"`` when unsharded)
+``versions``             Python, packages, GPU and CPU names, CPU threads (:func:`versions`)
+``image``                the file's stem
+``path``                 the file
+``label``, ``synset``    the ImageNet class index and WordNet id found in the file or folder name,
+                         or ``None`` (always ``None`` for ``igospp explain``)
+``method``               the registry name (``"igospp"``, ``"gradcam"``, ``"igospp_nobtv"``...)
+``requested_resolution`` the mask resolution asked for; ``None`` for methods whose resolution is fixed
+``resolution``           the saliency map's resolution: ``"28"`` (square) or ``"HxW"``
+``target``               ``{"index", "name", "probability", "top1"}``: the class explained, its
+                         softmax probability on the clean image and whether it is the top-1 class
+``correct``              whether the model's top-1 class is ``label`` (``None`` without a label)
+``deletion_auc``         trapezoid area under the deletion curve (lower is better)
+``insertion_auc``        trapezoid area under the insertion curve (higher is better)
+``legacy_deletion_auc``  the authors' logged scores (the paper's numbers), ``None`` when the
+``legacy_insertion_auc`` protocol has none
+``curves``               ``{"fractions", "deletion", "insertion"}``: the two curves (6 decimals)
+``seconds``              the method's wall time for the image: its call's time / ``batch_images``
+``metric_seconds``       the same for the insertion/deletion metric
+``batch_images``         images explained together by that call
+``stats``                ``{"forward_images", "backward_images"}`` per image for the optimization
+                         methods (``Explanation.stats``), ``None`` for the others
+``method_config``        the method's settings (:meth:`igospp.Config.to_dict` for the optimization
+                         methods; the constructor's plain fields and ``method`` for the others)
+``protocol``             the insertion/deletion protocol (:meth:`igospp.metrics.Protocol.to_dict`)
+======================== ===========================================================================
+
+Example:
+    >>> from igospp.studies.benchmark import jobs
+    >>> [job.key for job in jobs(["gradcam", "igospp"], [7, 28])]
+    ['gradcam', 'igospp7', 'igospp28']
 """
 
 from __future__ import annotations
@@ -18,12 +65,9 @@ from __future__ import annotations
 import csv
 import io
 import math
-import platform
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -37,14 +81,30 @@ from igospp.images import ImageRecord, image_folder, sample_images
 from igospp.methods import REGISTRY, MethodOptions, Optimized, build, display_name
 from igospp.metrics import PROTOCOLS, CausalMetricResult, Protocol, insertion_deletion
 from igospp.models import ModelBundle, load_model
+from igospp.provenance import versions
 from igospp.storage import read_json, write_bytes, write_json
+from igospp.studies import paper
 from igospp.studies.stats import PairedDifference, mean_se, paired_difference
 
-__all__ = ["BUNDLED", "Job", "jobs", "versions",
-           "run_method", "evaluate", "bundled_folder", "load_records", "summarize", "Summary", "paired"]
+__all__ = ["BUNDLED", "DEFAULT_METHODS", "RECORD_KEYS", "Job", "jobs", "versions", "run_method", "make_record",
+           "evaluate", "bundled_folder", "load_records", "summarize", "Summary", "paired"]
 
 #: ``images="bundled"``: the photos of :func:`igospp.sample_images`, written as PNG files under ``OUT/bundled``.
 BUNDLED = "bundled"
+
+#: The methods :func:`evaluate` and ``igospp evaluate`` run by default: those of the paper's Table 1,
+#: in :data:`~igospp.methods.REGISTRY` order.
+DEFAULT_METHODS: tuple[str, ...] = tuple(paper.methods(paper.TABLE1))
+
+#: The keys of a record (see the module's documentation), in the order they are written.
+RECORD_KEYS: tuple[str, ...] = (
+    "model", "device", "images_dir", "n_images", "shard", "versions", "image", "path", "label", "synset",
+    "method", "requested_resolution", "resolution", "target", "correct", "deletion_auc", "insertion_auc",
+    "legacy_deletion_auc", "legacy_insertion_auc", "curves", "seconds", "metric_seconds", "batch_images", "stats",
+    "method_config", "protocol")
+
+# What load_records needs to find in a JSON file to take it for a record (summarize reads these).
+_REQUIRED = ("model", "device", "method", "resolution", "deletion_auc", "insertion_auc", "seconds", "protocol")
 
 
 @dataclass(frozen=True)
@@ -60,12 +120,22 @@ class Job:
 
 
 def jobs(methods: Sequence[str], resolutions: Sequence[int]) -> list[Job]:
-    """The methods that take a resolution at every resolution; Grad-CAM, IG and RISE once (theirs is fixed)."""
-    unknown = [m for m in methods if m not in REGISTRY]
-    if unknown:
-        raise ValueError(f"unknown method(s) {unknown}; available: {list(REGISTRY)}.")
+    """The methods that take a resolution at every resolution; the others (Grad-CAM, IG, RISE) once.
+
+    Args:
+        methods: names of :data:`igospp.methods.REGISTRY`, in the order to run them.
+        resolutions: mask resolutions (positive integers).
+
+    Raises:
+        ValueError: naming ``methods`` or ``resolutions``.
+    """
+    if isinstance(methods, str):
+        raise TypeError(f"methods must be a list of names, e.g. [{methods!r}], not a string.")
+    if isinstance(resolutions, (int, str)):
+        raise TypeError(f"resolutions must be a list of integers, e.g. [{resolutions!r}], got {resolutions!r}.")
+    methods = [checks.choice("methods", m, tuple(REGISTRY)) for m in methods]
     if not methods:
-        raise ValueError("no methods given.")
+        raise ValueError(f"methods must name at least one method of {tuple(REGISTRY)}.")
     resolutions = [checks.positive_int("resolutions", r) for r in resolutions]
     out = []
     for m in methods:
@@ -73,30 +143,13 @@ def jobs(methods: Sequence[str], resolutions: Sequence[int]) -> list[Job]:
     return out
 
 
-def versions() -> dict[str, str]:
-    """Versions of Python and the key packages, the GPU and CPU names and PyTorch's CPU threads, for provenance."""
-    from igospp import __version__
-
-    out = {"python": sys.version.split()[0], "platform": platform.platform(), "igospp": __version__}
-    for pkg in ("torch", "torchvision", "numpy", "captum", "grad-cam", "timm"):
-        try:
-            out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            out[pkg] = "not installed"
-    out["cuda"] = torch.cuda.get_device_name() if torch.cuda.is_available() else "none"
-    out["cpu"] = _cpu_name()
-    out["cpu_threads"] = str(torch.get_num_threads())
-    return out
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+def _check_options(options: MethodOptions | None) -> MethodOptions:
+    if options is None:
+        return MethodOptions()
+    if not isinstance(options, MethodOptions):
+        raise TypeError(f"options must be an igospp.methods.MethodOptions, got {type(options).__name__}"
+                        + (f"; write MethodOptions(**{options!r})" if isinstance(options, dict) else "") + ".")
+    return options
 
 
 def run_method(bundle: ModelBundle, images: torch.Tensor, job: Job, targets: list[int],
@@ -104,12 +157,24 @@ def run_method(bundle: ModelBundle, images: torch.Tensor, job: Job, targets: lis
                ) -> tuple[torch.Tensor, CausalMetricResult, dict[str, Any]]:
     """Saliency of ``job`` for a batch, its insertion/deletion result and timings.
 
+    Args:
+        bundle: the model.
+        images: ``(B, 3, H, W)`` preprocessed images (:meth:`igospp.ModelBundle.preprocess`).
+        job: the method and its resolution.
+        targets: the class explained and scored, one per image.
+        protocol: the insertion/deletion protocol.
+        options: the methods' settings; ``options.batch_size`` is also the metric's batch size.
+            ``None``: ``MethodOptions()``.
+
     Returns:
         ``(saliency (B, 1, h, w), metric result, info)`` where ``info`` has ``seconds`` (the
-        method's wall time for the batch), ``metric_seconds``, the method's configuration and,
-        for optimization methods, the :class:`~igospp.Explanation` under ``"explanation"``.
+        method's wall time for the batch), ``metric_seconds``, ``images`` (``B``), ``resolution``
+        (the record's label of the saliency's size), ``config`` (the method's configuration),
+        ``stats`` (the batch's forward and backward images, ``None`` but for the optimization
+        methods) and ``explanation`` (the :class:`~igospp.Explanation` of the optimization
+        methods, else ``None``). :func:`make_record` turns them into records.
     """
-    options = options or MethodOptions()
+    options = _check_options(options)
     method = build(job.method, 28 if job.resolution is None else job.resolution, options)
     sync = torch.cuda.synchronize if images.is_cuda else (lambda: None)
     sync()
@@ -120,10 +185,14 @@ def run_method(bundle: ModelBundle, images: torch.Tensor, job: Job, targets: lis
     result = insertion_deletion(bundle.model, images, saliency, target=targets, protocol=protocol,
                                 batch_size=options.batch_size)
     sync()
-    info: dict[str, Any] = {"seconds": seconds, "metric_seconds": time.perf_counter() - start - seconds}
+    info: dict[str, Any] = {"seconds": seconds, "metric_seconds": time.perf_counter() - start - seconds,
+                            "images": int(saliency.shape[0]), "resolution": _resolution_label(saliency),
+                            "stats": None, "explanation": None}
     if isinstance(method, Optimized):
+        exp = method.last_explanation
         info["config"] = method.config.to_dict()
-        info["explanation"] = method.last_explanation
+        info["explanation"] = exp
+        info["stats"] = {"forward_images": exp.stats.forward_images, "backward_images": exp.stats.backward_images}
     else:
         info["config"] = {k: v for k, v in vars(method).items() if isinstance(v, (int, float, str, bool, type(None)))}
         info["config"]["method"] = job.method
@@ -133,6 +202,61 @@ def run_method(bundle: ModelBundle, images: torch.Tensor, job: Job, targets: lis
 def _resolution_label(saliency: torch.Tensor) -> str:
     h, w = saliency.shape[-2:]
     return f"{h}" if h == w else f"{h}x{w}"
+
+
+def _per_image(total: float, n: int) -> float | int:
+    return total // n if isinstance(total, int) and total % n == 0 else total / n
+
+
+def make_record(bundle: ModelBundle, image: ImageRecord, job: Job, target: int, probabilities: torch.Tensor,
+                result: CausalMetricResult, info: dict[str, Any], i: int = 0, *, images_dir: str | Path,
+                n_images: int, shard: tuple[int, int] = (0, 1),
+                provenance: dict[str, str] | None = None) -> dict[str, Any]:
+    """The record of image ``i`` of a :func:`run_method` call (the format of the module's documentation).
+
+    Args:
+        bundle: the model.
+        image: the image (``ImageRecord(path, name, synset, label)``).
+        job: the method and its requested resolution.
+        target: the class explained.
+        probabilities: ``(K,)`` the model's softmax on the clean image.
+        result, info: the metric result and the ``info`` of :func:`run_method`.
+        i: the image's index in that call's batch.
+        images_dir, n_images, shard: the run's image folder, image count and shard.
+        provenance: :func:`versions` (computed when ``None``; pass it to compute it once per run).
+
+    Returns:
+        A dict with the keys :data:`RECORD_KEYS`, in that order, ready for JSON.
+    """
+    n = info["images"]
+    top = int(probabilities.argmax())
+    names = bundle.class_names
+    return {
+        "model": bundle.name, "device": str(bundle.device), "images_dir": str(images_dir), "n_images": n_images,
+        "shard": f"{shard[0]}/{shard[1]}", "versions": versions() if provenance is None else provenance,
+        "image": image.name, "path": str(image.path), "label": image.label, "synset": image.synset,
+        "method": job.method, "requested_resolution": job.resolution, "resolution": info["resolution"],
+        "target": {"index": target, "name": names[target] if target < len(names) else str(target),
+                   "probability": float(probabilities[target]), "top1": top == target},
+        "correct": None if image.label is None else image.label == top,
+        **_metric_fields(result, i),
+        "seconds": info["seconds"] / n, "metric_seconds": info["metric_seconds"] / n, "batch_images": n,
+        "stats": None if info["stats"] is None else {k: _per_image(v, n) for k, v in info["stats"].items()},
+        "method_config": info["config"], "protocol": result.protocol,
+    }
+
+
+def _metric_fields(result: CausalMetricResult, i: int) -> dict[str, Any]:
+    legacy = result.legacy_deletion_auc is not None
+    return {
+        "deletion_auc": float(result.deletion_auc[i]),
+        "insertion_auc": float(result.insertion_auc[i]),
+        "legacy_deletion_auc": float(result.legacy_deletion_auc[i]) if legacy else None,
+        "legacy_insertion_auc": float(result.legacy_insertion_auc[i]) if legacy else None,
+        "curves": {"fractions": [round(v, 6) for v in result.fractions.tolist()],
+                   "deletion": [round(v, 6) for v in result.deletion[i].tolist()],
+                   "insertion": [round(v, 6) for v in result.insertion[i].tolist()]},
+    }
 
 
 def _record_path(out: Path, image: ImageRecord, job: Job) -> Path:
@@ -154,12 +278,18 @@ def bundled_folder(out: str | Path) -> Path:
     return folder
 
 
+def _check_shard(shard: Any) -> tuple[int, int]:
+    if isinstance(shard, str) or not isinstance(shard, Sequence) or len(shard) != 2:
+        raise ValueError(f"shard must be a pair (k, n) with 0 <= k < n, got {shard!r}.")
+    n = checks.positive_int("shard[1]", shard[1])
+    return checks.integer("shard[0]", shard[0], low=0, high=n - 1), n
+
+
 def evaluate(images: str | Path, out: str | Path, *, model: str | ModelBundle = "efficientnet_lite0",
              device: str = "auto", n: int | None = None, seed: int = 0,
-             methods: Sequence[str] = ("igospp", "igos", "gradcam", "ig", "rise", "mask"),
-             resolutions: Sequence[int] = (7, 28, 224), shard: tuple[int, int] = (0, 1),
-             protocol: str = "igospp", options: MethodOptions | None = None, batch_images: int = 1,
-             progress: bool = True) -> list[Path]:
+             methods: Sequence[str] = DEFAULT_METHODS, resolutions: Sequence[int] = (7, 28, 224),
+             shard: tuple[int, int] = (0, 1), protocol: str = "igospp", options: MethodOptions | None = None,
+             batch_images: int = 1, progress: bool = True) -> list[Path]:
     """Run the comparison on a folder and write one record per image and method.
 
     Args:
@@ -169,36 +299,45 @@ def evaluate(images: str | Path, out: str | Path, *, model: str | ModelBundle = 
         model: a model name for :func:`igospp.load_model` or a :class:`~igospp.ModelBundle`.
         device: where to run (``"auto"``, ``"cpu"``, ``"cuda"``...).
         n: how many images (a seeded random subset); ``None``: all.
-        seed: seed of the subset, of the optimization noise and of RISE's masks.
-        methods: names of :data:`igospp.methods.REGISTRY` (the comparison methods and the ablations).
-        resolutions: mask resolutions of the optimization methods.
+        seed: seed of the subset, of the optimization noise and of RISE's masks (it replaces
+            ``options.seed``).
+        methods: names of :data:`igospp.methods.REGISTRY` (the comparison methods and the
+            ablations). Default: :data:`DEFAULT_METHODS`, those of the paper's Table 1.
+        resolutions: mask resolutions of the methods that take one (at most the model's input size).
         shard: ``(k, n)``: only the images whose index is ``k`` modulo ``n``.
-        protocol: the insertion/deletion protocol name.
-        options: method settings: ``iterations``, ``mask_iterations``, ``ig_steps``, ``batch_size``,
-            ``rise_masks``, ``ig_path_steps`` (values ``None`` are ignored).
+        protocol: the insertion/deletion protocol name (:data:`igospp.metrics.PROTOCOLS`).
+        options: the methods' settings (:class:`igospp.methods.MethodOptions`); its
+            ``batch_size`` is also the insertion/deletion metric's. ``None``: the defaults.
         batch_images: images explained together by one call (faster on a GPU).
         progress: show a progress bar.
 
     Returns:
         The record files written by this call (records already present are skipped).
+
+    Raises:
+        ValueError: a bad argument, named in the message.
+        TypeError: ``options`` is not a :class:`~igospp.methods.MethodOptions`.
     """
-    k, n_shards = shard
-    if not (isinstance(k, int) and isinstance(n_shards, int) and n_shards >= 1 and 0 <= k < n_shards):
-        raise ValueError(f"shard must be K/N with 0 <= K < N, got {k}/{n_shards}.")
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"unknown protocol {protocol!r}; available: {list(PROTOCOLS)}.")
-    if batch_images < 1:
-        raise ValueError(f"batch_images must be >= 1, got {batch_images}.")
-    todo_jobs = jobs(list(methods), list(resolutions))
+    k, n_shards = _check_shard(shard)
+    protocol = checks.choice("protocol", protocol, tuple(PROTOCOLS))
+    batch_images = checks.positive_int("batch_images", batch_images)
+    n = None if n is None else checks.positive_int("n", n)
+    seed = checks.integer("seed", seed)
+    progress = checks.flag("progress", progress)
+    opts = _check_options(options).replace(seed=seed)
+    if not isinstance(model, (str, ModelBundle)):
+        raise TypeError(f"model must be a model name or an igospp.ModelBundle, got {type(model).__name__}.")
+    todo_jobs = jobs(methods, resolutions)
+    bundle = load_model(model, device=device) if isinstance(model, str) else model
+    for job in todo_jobs:
+        if job.resolution is not None:
+            checks.integer("resolutions", job.resolution, low=1, high=min(bundle.input_size))
     if str(images) == BUNDLED:
         images = bundled_folder(out)
     folder = image_folder(images, n=n, seed=seed)
     mine = [rec for i, rec in enumerate(folder) if i % n_shards == k]
-    bundle = load_model(model, device=device) if isinstance(model, str) else model
     out = Path(out)
-    opts = (options or MethodOptions()).replace(seed=seed)
-    meta = {"model": bundle.name, "device": str(bundle.device), "images_dir": str(Path(images)),
-            "n_images": len(folder), "shard": f"{k}/{n_shards}", "versions": versions()}
+    run = {"images_dir": str(Path(images)), "n_images": len(folder), "shard": (k, n_shards), "provenance": versions()}
     pending = {(job, rec.path) for job in todo_jobs for rec in mine if read_json(_record_path(out, rec, job)) is None}
     written: list[Path] = []
     bar = tqdm(total=len(todo_jobs) * len(mine), initial=len(todo_jobs) * len(mine) - len(pending),
@@ -216,44 +355,36 @@ def evaluate(images: str | Path, out: str | Path, *, model: str | ModelBundle = 
                 with torch.no_grad():
                     probs = bundle.model(x).softmax(dim=1)
                 top = probs.argmax(dim=1).tolist()
-                saliency, result, info = run_method(bundle, x, job, top, protocol, opts)
+                _, result, info = run_method(bundle, x, job, top, protocol, opts)
                 for i, rec in enumerate(group):
-                    record = dict(meta, image=rec.name, path=str(rec.path), label=rec.label, synset=rec.synset,
-                                  method=job.method, requested_resolution=job.resolution,
-                                  resolution=_resolution_label(saliency),
-                                  target={"index": top[i], "name": bundle.class_names[top[i]],
-                                          "probability": float(probs[i, top[i]])},
-                                  correct=None if rec.label is None else rec.label == top[i],
-                                  **_metric_fields(result, i),
-                                  seconds=info["seconds"] / len(group),
-                                  metric_seconds=info["metric_seconds"] / len(group),
-                                  batch_images=len(group), method_config=info["config"], protocol=result.protocol)
+                    record = make_record(bundle, rec, job, top[i], probs[i], result, info, i, **run)
                     written.append(write_json(_record_path(out, rec, job), record))
                     bar.update(1)
     return written
 
 
-def _metric_fields(result: CausalMetricResult, i: int) -> dict[str, Any]:
-    legacy = result.legacy_deletion_auc is not None
-    return {
-        "deletion_auc": float(result.deletion_auc[i]),
-        "insertion_auc": float(result.insertion_auc[i]),
-        "legacy_deletion_auc": float(result.legacy_deletion_auc[i]) if legacy else None,
-        "legacy_insertion_auc": float(result.legacy_insertion_auc[i]) if legacy else None,
-        "curves": {"fractions": [round(v, 6) for v in result.fractions.tolist()],
-                   "deletion": [round(v, 6) for v in result.deletion[i].tolist()],
-                   "insertion": [round(v, 6) for v in result.insertion[i].tolist()]},
-    }
+def _is_record(payload: Any) -> bool:
+    return isinstance(payload, dict) and all(key in payload for key in _REQUIRED) \
+        and isinstance(payload["resolution"], str)
 
 
 def load_records(out: str | Path) -> list[dict[str, Any]]:
-    """Every record under ``out/records/`` (from one run or several shards)."""
-    folder = Path(out) / "records"
-    if not folder.is_dir():
-        raise FileNotFoundError(f"no records under {str(folder)!r}: run `igospp evaluate --out {out}` first.")
-    records = [r for r in (read_json(p) for p in sorted(folder.glob("*.json"))) if r is not None]
+    """Every record of a run: ``out/records/*.json`` (``igospp evaluate``, one run or several shards)
+    and ``out/*.json`` (``igospp explain``).
+
+    JSON files that are not records (see the module's documentation) are left out.
+
+    Raises:
+        FileNotFoundError: when ``out`` holds no record.
+    """
+    root = Path(out)
+    files = sorted((root / "records").glob("*.json")) + sorted(root.glob("*.json"))
+    if not files:
+        raise FileNotFoundError(f"no records under {str(root)!r}: run `igospp evaluate --out {out}` or "
+                                f"`igospp explain IMAGE --out {out}` first.")
+    records = [r for r in (read_json(p) for p in files) if _is_record(r)]
     if not records:
-        raise FileNotFoundError(f"no readable records under {str(folder)!r}.")
+        raise FileNotFoundError(f"no readable records under {str(root)!r} (JSON files there: {len(files)}).")
     return records
 
 
@@ -273,7 +404,8 @@ class Summary:
             ``legacy_deletion_mean``, ``legacy_deletion_se``, ``legacy_insertion_mean``,
             ``legacy_insertion_se`` (the authors' logged scores, ``None`` when the protocol has
             none) and ``seconds_mean``.
-        model, protocol, images_dir, devices: what the numbers depend on.
+        model, protocol, images_dir, devices, batch_images: what the numbers depend on (the
+            image folders, devices and images per method call of the records).
     """
 
     rows: list[dict[str, Any]]
@@ -328,6 +460,10 @@ class Summary:
                 write_bytes(out / "summary.csv", self.to_csv().encode()))
 
 
+_METRICS = ("deletion_auc", "insertion_auc", "legacy_deletion_auc", "legacy_insertion_auc", "seconds",
+            "metric_seconds")
+
+
 def _same_resolution(record: dict[str, Any], resolution: int | str | None) -> bool:
     if resolution is None:
         return True
@@ -341,10 +477,10 @@ def paired(records: list[dict[str, Any]], a: str, b: str, metric: str = "inserti
     """Per-image difference ``a - b`` of one metric between two methods, with its confidence interval.
 
     Args:
-        records: records of :func:`evaluate` (:func:`load_records`).
+        records: records of :func:`evaluate` or ``igospp explain`` (:func:`load_records`).
         a, b: method names, e.g. ``"igospp"`` and ``"igos"``.
         metric: a record field: ``"deletion_auc"``, ``"insertion_auc"``, ``"legacy_deletion_auc"``,
-            ``"legacy_insertion_auc"`` or ``"seconds"``.
+            ``"legacy_insertion_auc"``, ``"seconds"`` or ``"metric_seconds"``.
         resolution: keep records of ``a`` at this resolution (``28``, ``"28"`` or ``"28x28"``);
             ``None`` for any (methods whose resolution is fixed).
         resolution_b: the same for ``b``; default: ``resolution``.
@@ -364,6 +500,8 @@ def paired(records: list[dict[str, Any]], a: str, b: str, metric: str = "inserti
         >>> round(d.mean, 3), d.n, d.n_positive
         (0.15, 2, 2)
     """
+    metric = checks.choice("metric", metric, _METRICS)
+    confidence = checks.probability("confidence", confidence)
     resolution_b = resolution if resolution_b is None else resolution_b
 
     def values(method: str, res: int | str | None) -> dict[str, float]:
@@ -387,9 +525,15 @@ def paired(records: list[dict[str, Any]], a: str, b: str, metric: str = "inserti
 def summarize(records: list[dict[str, Any]]) -> Summary:
     """Mean and standard error of the AUCs and mean seconds per image, per method and resolution.
 
+    Rows follow :data:`igospp.methods.REGISTRY`'s order (then the resolution), with its display
+    names; records of ``igospp evaluate`` and of ``igospp explain`` are both accepted.
+
     Raises:
-        ValueError: when the records mix models or protocols (their numbers are not comparable).
+        ValueError: when there is no record, or the records mix models or protocols (their
+            numbers are not comparable).
     """
+    if not records:
+        raise ValueError("records is empty: nothing to summarize.")
     models = sorted({r["model"] for r in records})
     protocols = {repr(sorted(r["protocol"].items())) for r in records}
     if len(models) > 1 or len(protocols) > 1:
@@ -397,13 +541,14 @@ def summarize(records: list[dict[str, Any]]) -> Summary:
                          "comparable. Summarize each run's folder separately.")
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for r in records:
-        groups.setdefault((r["method"], r["resolution"]), []).append(r)
+        groups.setdefault((r["method"], str(r["resolution"])), []).append(r)
+    registry = list(REGISTRY)
 
     def order(key: tuple[str, str]) -> tuple[int, int, str]:
         method, res = key
-        order = list(REGISTRY)
-        return (order.index(method) if method in order else len(order),
-                int(res.split("x")[0]) if res.split("x")[0].isdigit() else 0, method)
+        first = res.split("x")[0]
+        return (registry.index(method) if method in registry else len(registry),
+                int(first) if first.isdigit() else 0, method)
 
     rows = []
     for method, res in sorted(groups, key=order):
@@ -416,6 +561,7 @@ def summarize(records: list[dict[str, Any]]) -> Summary:
             row.update({f"{key}_mean": mean, f"{key}_se": se})
         row["seconds_mean"] = float(np.mean([r["seconds"] for r in group]))
         rows.append(row)
+    folders = sorted({str(r["images_dir"]) for r in records if r.get("images_dir") is not None})
     return Summary(rows=rows, model=models[0], protocol=records[0]["protocol"],
-                   images_dir=records[0]["images_dir"], devices=sorted({r["device"] for r in records}),
+                   images_dir=", ".join(folders) or "--", devices=sorted({r["device"] for r in records}),
                    batch_images=sorted({int(r.get("batch_images", 1)) for r in records}))

@@ -23,7 +23,7 @@ FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", 
 
 
 def _check_size(size: int) -> None:
-    checks.integer("size (pixels per side)", size, low=8)
+    checks.integer("size", size, low=8)
 
 
 def _resize(x: torch.Tensor, size: int) -> torch.Tensor:

@@ -178,7 +178,7 @@ def synthetic_xrays(n: int, *, size: int = 128, split: str = "train", covid_text
         ((6, 1, 64, 64), [2, 2, 1, 2, 1, 2], [False, True, False, True, False, False])
     """
     n = checks.positive_int("n", n)
-    size = checks.integer("size (pixels)", size, low=32)
+    size = checks.integer("size", size, low=32)
     if split not in ("train", "test", "clean"):
         raise ValueError(f"split must be 'train', 'test' or 'clean', got {split!r}.")
     for name, rate in (("covid_text_rate", covid_text_rate), ("other_text_rate", other_text_rate),
