@@ -9,14 +9,10 @@ import json
 import shutil
 
 import pytest
-import torch
-from PIL import Image
-from torch import nn
 
 import igospp
 from igospp.cli import main
 from igospp.methods import REGISTRY, MethodOptions, build
-from igospp.models import ModelBundle
 from igospp.studies import benchmark, paper
 from igospp.studies.benchmark import (
     DEFAULT_METHODS,
@@ -29,28 +25,10 @@ from igospp.studies.benchmark import (
     summarize,
 )
 
-CLASSES = ["tabby", "tiger cat", "Egyptian cat", "espresso", "cup"]
+from .conftest import tiny_bundle
+
 FAST = MethodOptions(iterations=1, ig_steps=2, rise_masks=4, ig_path_steps=2)
 FAST_FLAGS = ["--iterations", "1", "--ig-steps", "2", "--rise-masks", "4", "--ig-path-steps", "2"]
-
-
-def tiny_bundle() -> ModelBundle:
-    """A seeded convolutional classifier of five classes on 32 x 32 images."""
-    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.Tanh(), nn.AdaptiveAvgPool2d(4), nn.Flatten(),
-                          nn.Linear(64, len(CLASSES)))
-    gen = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.randn(p.shape, generator=gen) * 0.5)
-    return ModelBundle("tiny", model.eval().requires_grad_(False), (32, 32), class_names=CLASSES)
-
-
-@pytest.fixture(scope="module")
-def photos(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("photos")
-    for name, image in igospp.sample_images(["chelsea", "coffee"]).items():
-        Image.fromarray(image).save(folder / f"{name}.png")
-    return folder
 
 
 def _read(paths):

@@ -15,36 +15,16 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from torch import nn
 
 import igospp
 from igospp.cli import build_parser, main
 from igospp.methods import REGISTRY, MethodOptions
-from igospp.models import ModelBundle
 from igospp.studies import benchmark
 from igospp.studies.benchmark import DEFAULT_METHODS, RECORD_KEYS
 
+from .conftest import tiny_bundle
+
 FAST = ["--iterations", "1", "--ig-steps", "2", "--rise-masks", "4"]
-CLASSES = ["tabby", "tiger cat", "Egyptian cat", "espresso", "cup"]
-
-
-def tiny_bundle() -> ModelBundle:
-    """A seeded convolutional classifier of five classes on 32 x 32 images: every method runs in a moment."""
-    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.Tanh(), nn.AdaptiveAvgPool2d(4), nn.Flatten(),
-                          nn.Linear(64, len(CLASSES)))
-    gen = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.randn(p.shape, generator=gen) * 0.5)
-    return ModelBundle("tiny", model.eval().requires_grad_(False), (32, 32), class_names=CLASSES)
-
-
-@pytest.fixture(scope="module")
-def photos(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("photos")
-    for name, image in igospp.sample_images(["chelsea", "coffee"]).items():
-        Image.fromarray(image).save(folder / f"{name}.png")
-    return folder
 
 
 @pytest.fixture
