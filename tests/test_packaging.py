@@ -144,6 +144,14 @@ def _viz(monkeypatch):
 
 
 #: (the module made missing, the distribution the message names, the extra, the call that needs it)
+def _cli_explain(monkeypatch):
+    """``igospp explain`` makes figures: without matplotlib it stops before loading a model."""
+    from igospp.cli import build_parser, cmd_explain
+
+    monkeypatch.delitem(sys.modules, "igospp.viz", raising=False)
+    cmd_explain(build_parser().parse_args(["explain", "photo.png"]))
+
+
 def _imagenet_labels():
     from igospp.images import _imagenet_synsets
 
@@ -166,13 +174,14 @@ SITES = [
     ("cv2", "opencv-python-headless", "xray", lambda mp: _inpaint()),
     ("matplotlib", "matplotlib", "viz", _viz),
     ("timm", "timm", "methods", lambda mp: _imagenet_labels()),
+    ("matplotlib", "matplotlib", "viz", _cli_explain),
     ("matplotlib", "matplotlib", "xray", lambda mp: _marker_fonts()),
 ]
 
 
 @pytest.mark.parametrize(("module", "distribution", "extra", "call"), SITES,
                          ids=["gradcam", "integrated_gradients", "timm", "easyocr", "easyocr_weights",
-                              "cv2_detect", "cv2_inpaint", "viz", "imagenet_labels", "marker_fonts"])
+                              "cv2_detect", "cv2_inpaint", "viz", "imagenet_labels", "cli_explain", "marker_fonts"])
 def test_a_missing_optional_package_names_the_extra_that_installs_it(monkeypatch, module, distribution, extra, call):
     _hide(monkeypatch, module)
     with pytest.raises(ImportError) as info:

@@ -28,13 +28,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib
-import matplotlib.image
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
 from igospp import __version__, checks
+from igospp._optional import require
 from igospp.images import ImageRecord
 from igospp.methods import REGISTRY, MethodOptions
 from igospp.metrics import PROTOCOLS
@@ -51,7 +50,6 @@ from igospp.studies.benchmark import (
     summarize,
     versions,
 )
-from igospp.viz import normalize, overlay, plot_curves
 
 __all__ = ["main", "build_parser", "CLIError"]
 
@@ -196,13 +194,16 @@ def _load_image(path: str) -> np.ndarray:
 def _png(path: Path, fig_or_array) -> None:
     buffer = io.BytesIO()
     if isinstance(fig_or_array, np.ndarray):
-        matplotlib.image.imsave(buffer, np.clip(fig_or_array, 0, 1), format="png")
+        require("matplotlib.image", "viz", "igospp explain's figures").imsave(buffer, np.clip(fig_or_array, 0, 1),
+                                                                            format="png")
     else:
         fig_or_array.savefig(buffer, format="png", dpi=120)
     write_bytes(path, buffer.getvalue())
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
+    from igospp import viz  # first: the figures need matplotlib (igospp[viz])
+
     method = checks.choice("--method", args.method, tuple(REGISTRY))
     resolution = checks.positive_int("--resolution", args.resolution)
     options = _method_options(args)
@@ -222,10 +223,10 @@ def cmd_explain(args: argparse.Namespace) -> int:
         saliency, result, info = run_method(bundle, x, job, [cls], args.protocol, options)
         stem = f"{Path(path).stem}_{job.key}"
         shown = bundle.deprocess(x)[0]
-        _png(out / f"{stem}_overlay.png", overlay(shown, saliency[0, 0]))
-        heat = matplotlib.colormaps["jet"](normalize(saliency[0, 0], bundle.input_size))[..., :3]
+        _png(out / f"{stem}_overlay.png", viz.overlay(shown, saliency[0, 0]))
+        heat = viz.matplotlib.colormaps["jet"](viz.normalize(saliency[0, 0], bundle.input_size))[..., :3]
         _png(out / f"{stem}_heatmap.png", heat)
-        _png(out / f"{stem}_curves.png", plot_curves(result, 0, title=f"{bundle.class_names[cls]} · {job.key}",
+        _png(out / f"{stem}_curves.png", viz.plot_curves(result, 0, title=f"{bundle.class_names[cls]} · {job.key}",
                                                       legacy=True))
         write_npy(out / f"{stem}_saliency.npy", saliency[0, 0].cpu().numpy())
         exp = info["explanation"]
