@@ -68,3 +68,16 @@ def test_covidx_layout_is_read_with_its_labels_and_errors_name_the_line(tmp_path
     with pytest.raises(FileNotFoundError, match="no split file for split='test'"):
         xray.covidx(tmp_path, "test")
 
+
+
+def test_covidx_reads_16_bit_films_scaled_not_white(tmp_path):
+    """X-ray PNGs are often 16-bit (PIL mode I;16): a value v is v / 257 in 8 bits, not clipped to 255."""
+    from PIL import Image
+
+    (tmp_path / "train").mkdir()
+    film = np.full((40, 40), 257 * 100, dtype=np.uint16)          # 100 in 8 bits
+    Image.fromarray(film).save(tmp_path / "train" / "deep.png")
+    assert Image.open(tmp_path / "train" / "deep.png").mode.startswith("I;16")
+    (tmp_path / "train.txt").write_text("0 deep.png normal source\n")
+    images, _, _ = xray.covidx(tmp_path, "train", size=32)
+    assert images.mean().item() == pytest.approx(100 / 255, abs=1e-6)

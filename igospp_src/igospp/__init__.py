@@ -19,7 +19,15 @@ from igospp.blur import blur_baseline, gaussian_kernel1d, scaled_blur_parameters
 from igospp.composition import phi, upsample
 from igospp.config import METHODS, Config
 from igospp.explain import Explanation, History, LowScoreWarning, Stats, explain
-from igospp.images import SAMPLE_IMAGES, ImageFolder, ImageRecord, image_folder, sample_images
+from igospp.images import (
+    SAMPLE_IMAGES,
+    ImageFolder,
+    ImageRecord,
+    UnreadableImageError,
+    image_folder,
+    read_image,
+    sample_images,
+)
 from igospp.inputs import TrainingModeWarning
 from igospp.line_search import LineSearchResult, backtracking_line_search, step_sequence
 from igospp.models import (
@@ -85,5 +93,6 @@ __all__ = [
     "Scorer", "resolve_target",
     "load_model", "ModelBundle", "MODELS", "WeightsUnavailableError", "imagenet_class_names",
     "IMAGENET_MEAN", "IMAGENET_STD",
-    "sample_images", "SAMPLE_IMAGES", "image_folder", "ImageFolder", "ImageRecord", "checks",
+    "sample_images", "SAMPLE_IMAGES", "image_folder", "ImageFolder", "ImageRecord", "read_image",
+    "UnreadableImageError", "checks",
 ]

@@ -19,7 +19,7 @@ import torch
 
 from igospp import checks
 from igospp.inputs import check_images, model_device
-from igospp.targets import check_model_output
+from igospp.targets import forward_clean
 
 __all__ = ["mi_fgsm", "normalized_budget"]
 
@@ -96,7 +96,7 @@ def mi_fgsm(model: torch.nn.Module, images: torch.Tensor, target: int | Sequence
     device, dtype = model_device(model, images)
     x0 = images.detach().to(device, dtype)
     with torch.no_grad():
-        num_classes = check_model_output(model(x0), x0.shape[0]).shape[1]
+        num_classes = forward_clean(model, x0).shape[1]
     classes = torch.as_tensor(target, dtype=torch.long, device=device).reshape(-1)
     if classes.numel() == 1:
         classes = classes.expand(x0.shape[0])

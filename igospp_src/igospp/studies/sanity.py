@@ -23,7 +23,7 @@ from torch import nn
 from igospp import checks
 from igospp.inputs import check_images, model_device
 from igospp.metrics.similarity import _window_radius, rank_correlation, ssim
-from igospp.targets import Target, check_model_output, resolve_target
+from igospp.targets import Target, check_model_output, forward_clean, resolve_target
 
 __all__ = ["randomize_parameters", "cascading_randomization", "grouped_layers", "random_labels",
            "model_randomization_test", "RandomizationTest", "Explainer"]
@@ -190,7 +190,7 @@ def model_randomization_test(model: nn.Module, images: torch.Tensor, explainer: 
     device, dtype = model_device(model, images)
     x = images.to(device, dtype)
     with torch.no_grad():
-        scorer = resolve_target(target, check_model_output(model(x), x.shape[0]), "softmax")
+        scorer = resolve_target(target, forward_clean(model, x), "softmax")
     # Integer classes are fixed to the trained model's; callable targets are passed on as they are.
     fixed = target if callable(target) else scorer.classes.tolist()
     rows = torch.arange(x.shape[0], device=device)

@@ -29,6 +29,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from igospp import checks
 from igospp._optional import require
+from igospp.images import read_image
 
 __all__ = ["CLASSES", "COVID", "MARKERS", "XraySet", "synthetic_xrays", "render_xray", "marker_fonts", "covidx"]
 
@@ -263,8 +264,8 @@ def covidx(data_dir: str | Path, split: str = "train", split_file: str | Path | 
         path = folder / name
         if not path.exists():
             raise FileNotFoundError(f"{str(path)!r} is listed in {split_file.name} but missing.")
-        with Image.open(path) as im:
-            grey = im.convert("L").resize((size, size), Image.BILINEAR)
+        # read_image scales 16-bit films (common for x-rays) instead of clipping them to white
+        grey = Image.fromarray(read_image(path)).convert("L").resize((size, size), Image.BILINEAR)
         images.append(torch.from_numpy(np.asarray(grey, dtype=np.float32) / 255))
     return (torch.stack(images).unsqueeze(1), torch.tensor([label for _, label in entries]),
             [name for name, _ in entries])
