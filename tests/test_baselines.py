@@ -122,6 +122,32 @@ def test_rise_is_seeded_batched_and_finds_the_region():
     assert masks.shape == (10, 1, 224, 224) and masks.min() >= 0 and masks.max() <= 1
 
 
+#: Bad RISE arguments: (keywords, message). Each is refused by the constructor, before any model pass.
+BAD_RISE_ARGUMENTS = [
+    (dict(n_masks=0), "RISE.n_masks must be a positive integer"),
+    (dict(cells=0), "RISE.cells must be a positive integer"),
+    (dict(p=0.0), "RISE.p must be a finite number > 0.0"),
+    (dict(batch_size=-1), "RISE.batch_size must be a positive integer"),
+    (dict(seed=2**70), r"RISE.seed must be an integer from -\(2\*\*63\) to 2\*\*64 - 1"),
+    (dict(seed=2**64), "RISE.seed must be an integer from"),
+    (dict(seed=-(2**63) - 1), "RISE.seed must be an integer from"),
+    (dict(seed=1.0), "RISE.seed must be an integer from"),
+    (dict(accelerate="yes"), "RISE.accelerate must be True or False"),
+]
+
+
+@pytest.mark.parametrize("kwargs, message", BAD_RISE_ARGUMENTS)
+def test_rise_refuses_bad_arguments_naming_them(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        RISE(**kwargs)
+
+
+@pytest.mark.parametrize("seed", [-(2**63), 2**64 - 1])
+def test_rise_takes_the_extreme_seeds(seed):
+    grids, shifts = RISE(n_masks=3, cells=2, seed=seed).draws(8, 8)
+    assert grids.shape == (3, 1, 2, 2) and shifts.shape == (3, 2)
+
+
 def test_optimized_methods_return_cell_saliency():
     model = SmoothModel(dtype=torch.float32)
     x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(7))

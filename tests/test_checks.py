@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 from igospp import checks
 
@@ -148,6 +149,67 @@ def test_flag_refuses_everything_else(value):
     with pytest.raises(ValueError) as err:
         checks.flag("Config.line_search", value)
     assert str(err.value) == f"Config.line_search must be True or False, got {value!r}."
+
+
+# ----------------------------------------------------------------------------- seed
+#: torch.Generator.manual_seed takes -(2**63) .. 2**64 - 1; both ends are seeds, one past either is not.
+GOOD_SEEDS = [0, 1, -1, -(2**63), 2**63, 2**64 - 1, np.int64(-5), np.uint64(2**64 - 1)]
+BAD_SEEDS = [2**64, -(2**63) - 1, 2**70, -(2**70), True, 1.0, 0.5, "0", None, float("nan")]
+
+
+@pytest.mark.parametrize("value", GOOD_SEEDS)
+def test_seed_accepts_every_seed_torch_takes(value):
+    out = checks.seed("Config.seed", value)
+    assert out == int(value) and type(out) is int
+    torch.Generator().manual_seed(out)                    # and torch indeed takes it
+
+
+@pytest.mark.parametrize("value", BAD_SEEDS)
+def test_seed_refuses_stating_the_range(value):
+    with pytest.raises(ValueError) as err:
+        checks.seed("RISE.seed", value)
+    assert str(err.value) == (f"RISE.seed must be an integer from -(2**63) to 2**64 - 1 (what "
+                              f"torch.Generator.manual_seed accepts), got {value!r}.")
+
+
+@pytest.mark.parametrize("value", [2**64, -(2**63) - 1])
+def test_the_seed_range_is_torchs(value):
+    """Just past either end, torch itself fails (late, with an overflow): the check is not stricter than torch."""
+    assert checks.SEED_RANGE == (-(2**63), 2**64 - 1)
+    with pytest.raises((ValueError, RuntimeError, OverflowError)):
+        torch.Generator().manual_seed(value)
+
+
+# ----------------------------------------------------------------------------- untouched
+def test_untouched_does_nothing_for_a_plain_function():
+    with checks.untouched(lambda x: x):
+        pass
+
+
+def test_untouched_restores_batch_norm_statistics_gradients_and_modes():
+    """The guard itself (tests/test_side_effects.py checks every entry point that uses it)."""
+    gen = torch.Generator().manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4), torch.nn.Linear(4, 2)).train()
+    net(torch.randn(5, 3, generator=gen)).sum().backward()
+    net[2].bias.grad = None
+    grad, mean, count = net[0].weight.grad, net[1].running_mean.clone(), net[1].num_batches_tracked.clone()
+    old_grad = grad.clone()
+    with checks.untouched(net):
+        net(torch.randn(5, 3, generator=gen)).sum().backward()
+        net.zero_grad()
+        net(torch.randn(5, 3, generator=gen)).sum().backward()
+        net.eval()
+    assert net[0].weight.grad is grad and torch.equal(grad, old_grad)
+    assert net[2].bias.grad is None
+    assert torch.equal(net[1].running_mean, mean) and torch.equal(net[1].num_batches_tracked, count)
+    assert net.training and all(m.training for m in net)
+
+
+def test_untouched_works_inside_inference_mode():
+    net = torch.nn.BatchNorm1d(2).train()
+    with torch.inference_mode(), checks.untouched(net):
+        net(torch.ones(3, 2) * torch.arange(3.0).view(3, 1))
+    assert torch.equal(net.running_mean, torch.zeros(2)) and int(net.num_batches_tracked) == 0
 
 
 # ----------------------------------------------------------------------------- helpers

@@ -1,6 +1,7 @@
 """Config: presets carry the paper's and the official code's constants; bad values are refused early."""
 
 import pytest
+import torch
 
 import igospp
 from igospp import Config
@@ -45,18 +46,37 @@ def test_resolution_pair_and_dict():
     assert c.to_dict()["resolution"] == [7, 9] and c.to_dict()["effective_l1"] == 1.0
 
 
-@pytest.mark.parametrize(
-    "field, value",
-    [("method", "gradcam"), ("resolution", 0), ("resolution", (7,)), ("resolution", 2.5), ("iterations", 0),
-     ("ig_steps", -1), ("l1", -1.0), ("l2", float("nan")), ("smoothness", "tv2"), ("btv_form", "paper"),
-     ("tv_beta", 0.5), ("btv_sigma", 0.0), ("noise_std", -0.1), ("ig_scale", 0.0), ("step_size", 0.0),
-     ("ls_shrink", 1.0), ("ls_armijo", 1.5), ("ls_min_step", 0.0), ("ls_min_step", 2000.0), ("score", "prob"),
-     ("blur_kernel_size", 50), ("blur_sigma", -1.0), ("batch_size", 0), ("seed", "0"), ("line_search", 1),
-     ("track_scores", "yes"), ("iterations", True)],
-)
+#: Bad values of Config fields: (field, value). Each is refused by Config itself, naming the field.
+BAD_CONFIG_VALUES = [
+    ("method", "gradcam"), ("resolution", 0), ("resolution", (7,)), ("resolution", 2.5), ("iterations", 0),
+    ("ig_steps", -1), ("l1", -1.0), ("l2", float("nan")), ("smoothness", "tv2"), ("btv_form", "paper"),
+    ("tv_beta", 0.5), ("btv_sigma", 0.0), ("noise_std", -0.1), ("ig_scale", 0.0), ("step_size", 0.0),
+    ("ls_shrink", 1.0), ("ls_armijo", 1.5), ("ls_min_step", 0.0), ("ls_min_step", 2000.0), ("score", "prob"),
+    ("blur_kernel_size", 50), ("blur_sigma", -1.0), ("batch_size", 0), ("seed", "0"), ("line_search", 1),
+    ("track_scores", "yes"), ("iterations", True),
+    # seeds torch.Generator.manual_seed would refuse late, with an overflow
+    ("seed", 2**70), ("seed", 2**64), ("seed", -(2**63) - 1), ("seed", 1.5),
+]
+
+
+@pytest.mark.parametrize("field, value", BAD_CONFIG_VALUES)
 def test_bad_values_are_refused_naming_the_field(field, value):
     with pytest.raises(ValueError, match=f"Config.{field}"):
         Config(**{field: value})
+
+
+def test_a_bad_seed_is_refused_with_the_range():
+    with pytest.raises(ValueError, match=r"Config.seed must be an integer from -\(2\*\*63\) to 2\*\*64 - 1"):
+        Config(seed=2**70)
+
+
+@pytest.mark.parametrize("seed", [-(2**63), 2**64 - 1])
+def test_the_extreme_seeds_explain(seed):
+    """Both ends of the range are seeds torch takes: explain runs with them (and they differ)."""
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 2, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten()).eval()
+    x = torch.randn(1, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    cfg = Config.igos(resolution=2, iterations=1, ig_steps=2, seed=seed, low_score_threshold=None, progress=False)
+    assert igospp.explain(model, x, config=cfg).mask.shape == (1, 1, 2, 2)
 
 
 def test_unknown_field_lists_the_valid_ones():
@@ -148,6 +168,26 @@ def test_a_preset_refuses_a_method(method):
 
 
 # ----------------------------------------------------------------------------- the registry of methods
+#: Bad MethodOptions: (field, value, message). Each is refused by MethodOptions itself, naming the field.
+BAD_METHOD_OPTIONS = [
+    ("iterations", 0, "MethodOptions.iterations must be a positive integer"),
+    ("batch_size", -1, "MethodOptions.batch_size must be a positive integer"),
+    ("rise_masks", 2.0, "MethodOptions.rise_masks must be a positive integer"),
+    ("seed", 2**70, r"MethodOptions.seed must be an integer from -\(2\*\*63\) to 2\*\*64 - 1"),
+    ("seed", 2**64, r"MethodOptions.seed must be an integer from"),
+    ("seed", -(2**63) - 1, r"MethodOptions.seed must be an integer from"),
+    ("seed", None, r"MethodOptions.seed must be an integer from"),
+]
+
+
+@pytest.mark.parametrize("field, value, message", BAD_METHOD_OPTIONS)
+def test_bad_method_options_are_refused_naming_the_field(field, value, message):
+    from igospp.methods import MethodOptions
+
+    with pytest.raises(ValueError, match=message):
+        MethodOptions(**{field: value})
+
+
 def test_every_registry_method_builds():
     import dataclasses
 

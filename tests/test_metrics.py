@@ -176,28 +176,54 @@ def test_metric_on_an_explanation_end_to_end():
     assert torch.isfinite(cells.deletion_auc).all() and torch.isfinite(pixels.insertion_auc).all()
 
 
-def test_bad_arguments():
-    model = ConstantModel(0.5)
-    g = torch.Generator().manual_seed(0)
-    x = torch.zeros(2, 3, 16, 16)
-    with pytest.raises(ValueError, match=r"saliency must have shape \(B, 1, h, w\) with B = 2"):
-        insertion_deletion(model, x, torch.rand(1, 1, 4, 4, generator=g))
-    with pytest.raises(ValueError, match="larger than the images"):
-        insertion_deletion(model, x, torch.rand(2, 1, 32, 32, generator=g))
-    with pytest.raises(ValueError, match="NaN"):
-        insertion_deletion(model, x, torch.full((2, 1, 4, 4), float("nan")))
-    with pytest.raises(TypeError, match="saliency must be a tensor"):
-        insertion_deletion(model, x, [[0.0]])
-    with pytest.raises(ValueError, match="unknown protocol 'paper'"):
-        insertion_deletion(model, x, torch.rand(2, 1, 4, 4, generator=g), protocol="paper")
-    with pytest.raises(TypeError, match="no field"):
-        insertion_deletion(model, x, torch.rand(2, 1, 4, 4, generator=g), steps=3)
-    with pytest.raises(ValueError, match="Protocol.unit"):
-        Protocol(unit="superpixels")
-    with pytest.raises(ValueError, match="Protocol.deletion_substrate"):
-        Protocol(deletion_substrate="mean")
-    with pytest.raises(ValueError, match="Protocol.step"):
-        Protocol(step=0)
+def _rand(*shape: int) -> torch.Tensor:
+    return torch.rand(*shape, generator=torch.Generator().manual_seed(0))
+
+
+#: Bad arguments of insertion_deletion on two 16 x 16 images: (keywords, error, message). Each is
+#: refused before any model pass, naming the argument.
+BAD_METRIC_ARGUMENTS = [
+    (dict(saliency=_rand(1, 1, 4, 4)), ValueError, r"saliency must have shape \(B, 1, h, w\) with B = 2"),
+    (dict(saliency=_rand(2, 1, 32, 32)), ValueError, "saliency is 32 x 32, larger than the images"),
+    (dict(saliency=torch.full((2, 1, 4, 4), float("nan"))), ValueError, "saliency contains NaN"),
+    (dict(saliency=[[0.0]]), TypeError, "saliency must be a tensor"),
+    (dict(saliency=torch.zeros(2, 1, 0, 0)), ValueError, r"saliency is empty \(shape \(2, 1, 0, 0\)\)"),
+    (dict(saliency=torch.zeros(2, 0, 0)), ValueError, r"saliency is empty \(shape \(2, 1, 0, 0\)\)"),
+    (dict(saliency=torch.zeros(2, 1, 4, 0)), ValueError, "saliency is empty"),
+    (dict(saliency=torch.zeros(2, 1, 0, 4), unit="pixels"), ValueError, "saliency is empty"),
+    (dict(protocol="paper"), ValueError, "unknown protocol 'paper'"),
+    (dict(protocol=3), TypeError, "protocol must be a name or a Protocol"),
+    (dict(steps=3), TypeError, "Protocol has no field"),
+    (dict(batch_size=0), ValueError, "batch_size must be a positive integer"),
+    (dict(batch_size=-1), ValueError, "batch_size must be a positive integer"),
+]
+
+
+@pytest.mark.parametrize("kwargs, error, message", BAD_METRIC_ARGUMENTS)
+def test_insertion_deletion_refuses_bad_arguments_before_any_work(kwargs, error, message):
+    class Untouchable(nn.Module):
+        def forward(self, x):
+            raise AssertionError("the model ran before the arguments were checked")
+
+    kwargs = {"saliency": _rand(2, 1, 4, 4), **kwargs}
+    with pytest.raises(error, match=message):
+        insertion_deletion(Untouchable(), torch.zeros(2, 3, 16, 16), **kwargs)
+
+
+#: Bad Protocol fields: (keywords, message).
+BAD_PROTOCOLS = [
+    (dict(unit="superpixels"), "Protocol.unit"),
+    (dict(deletion_substrate="mean"), "Protocol.deletion_substrate"),
+    (dict(step=0), "Protocol.step"),
+    (dict(step=None, n_steps=None), "Protocol needs step"),
+    (dict(score="prob"), "Protocol.score"),
+]
+
+
+@pytest.mark.parametrize("kwargs, message", BAD_PROTOCOLS)
+def test_protocol_refuses_bad_fields(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        Protocol(**kwargs)
 
 
 # ----------------------------------------------------------------------------- similarity: rank correlation and SSIM

@@ -25,13 +25,14 @@ import torch
 from tqdm.auto import tqdm
 
 from igospp.acceleration import accelerate
+from igospp.checks import untouched
 from igospp.composition import phi, upsample
 from igospp.config import Config
 from igospp.inputs import BaselineLike, check_images, check_resolution, model_device, resolve_baseline, warn_if_training
 from igospp.line_search import backtracking_line_search
 from igospp.objectives import Objective, mask_product
 from igospp.paths import Counter, PathEngine
-from igospp.targets import Target, check_model_output, resolve_target
+from igospp.targets import Target, check_model_output, forward_clean, resolve_target
 
 __all__ = ["explain", "Explanation", "History", "Stats", "LowScoreWarning"]
 
@@ -146,7 +147,10 @@ def explain(model: torch.nn.Module, images: torch.Tensor, target: Target = None,
 
     Args:
         model: a classifier mapping ``(N, C, H, W)`` normalized images to ``(N, K)`` outputs,
-            in eval mode. Its device (first parameter) decides where the work runs.
+            in eval mode. Its device (first parameter) decides where the work runs. It is left
+            as it was found (:func:`igospp.checks.untouched`): a model in training mode (which
+            gets a warning) runs in training mode, but the running statistics of its batch norms
+            and the ``.grad`` of its parameters are restored afterwards.
         images: ``(B, C, H, W)`` normalized images; any ``C``, any ``H x W``, any ``B``.
         target: what to explain, per image. ``None`` (default): the top-1 class on the
             clean image. An ``int`` class for all images; a sequence with one ``int`` or
@@ -206,14 +210,14 @@ def explain(model: torch.nn.Module, images: torch.Tensor, target: Target = None,
     height, width = images.shape[-2:]
     check_resolution(config, height, width)
 
-    with torch.inference_mode(False):
+    with untouched(model), torch.inference_mode(False):
         x = images.detach().to(device=device, dtype=dtype).clone()
         base = resolve_baseline(baseline, x, config)
         if generator is None:
             generator = torch.Generator(device=device).manual_seed(config.seed)
         counter = Counter()
         with torch.no_grad():
-            clean_out = check_model_output(model(x), x.shape[0])
+            clean_out = forward_clean(model, x)
         counter.forward_images += x.shape[0]
         if not torch.isfinite(clean_out).all():
             raise ValueError("the model's output on the clean images contains NaN or Inf; check the model "

@@ -53,7 +53,8 @@ class MethodOptions:
         rise_masks: RISE's number of masks. ``None``: 8000.
         ig_path_steps: Riemann steps of Integrated Gradients. ``None``: 50.
         batch_size: images per model call of every method. ``None``: 8 on the CPU, 64 on a GPU.
-        seed: seed of the optimization noise and of RISE's masks. Default 0.
+        seed: seed of the optimization noise and of RISE's masks, an integer from ``-(2**63)``
+            to ``2**64 - 1``. Default 0.
 
     >>> MethodOptions(iterations=5).replace(seed=1).seed
     1
@@ -71,7 +72,7 @@ class MethodOptions:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if f.name == "seed":
-                object.__setattr__(self, "seed", checks.integer("MethodOptions.seed", value))
+                object.__setattr__(self, "seed", checks.seed("MethodOptions.seed", value))
             elif value is not None:
                 object.__setattr__(self, f.name, checks.positive_int(f"MethodOptions.{f.name}", value))
 

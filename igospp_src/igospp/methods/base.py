@@ -15,7 +15,7 @@ from igospp.acceleration import accelerate
 from igospp.config import Config
 from igospp.explain import explain
 from igospp.inputs import BaselineLike, check_images, model_device
-from igospp.targets import Scorer, Target, check_model_output, resolve_target
+from igospp.targets import Scorer, Target, forward_clean, resolve_target
 
 __all__ = ["Optimized", "prepare"]
 
@@ -31,7 +31,7 @@ def prepare(model: torch.nn.Module, images: torch.Tensor, target: Target,
     device, dtype = model_device(model, images)
     x = images.detach().to(device, dtype)
     with torch.no_grad():
-        out = check_model_output(model(x), x.shape[0])
+        out = forward_clean(model, x)
     return x, resolve_target(target, out, score), accelerate(model, x, out, enabled=fast)
 
 

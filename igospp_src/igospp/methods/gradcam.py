@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from igospp._optional import require
+from igospp.checks import untouched
 from igospp.methods.base import prepare
 from igospp.targets import Target
 
@@ -75,6 +76,12 @@ class GradCAM:
         return self.layer
 
     def __call__(self, model: torch.nn.Module, images: torch.Tensor, target: Target = None) -> torch.Tensor:
+        """Maps ``(B, 1, h, w)`` at the layer's resolution for ``target`` (as in :func:`igospp.explain`).
+
+        pytorch-grad-cam switches the model to eval mode and writes the ``.grad`` of its trainable
+        parameters; both are undone on return (:func:`igospp.checks.untouched`), so a model being
+        trained keeps its mode and its accumulated gradients.
+        """
         _GradCAM = require("pytorch_grad_cam", "methods", "Grad-CAM").GradCAM
         ClassifierOutputTarget = require("pytorch_grad_cam.utils.model_targets", "methods",
                                          "Grad-CAM").ClassifierOutputTarget
@@ -84,7 +91,7 @@ class GradCAM:
                 act = self.activations_and_grads.activations[0]
                 return act.shape[-1], act.shape[-2]
 
-        with torch.inference_mode(False), torch.enable_grad():
+        with untouched(model), torch.inference_mode(False), torch.enable_grad():
             x, scorer, _ = prepare(model, images, target, "logit")
             targets = [ClassifierOutputTarget(int(c)) if f is None else (lambda out, f=f: f(out[None])[0])
                        for c, f in zip(scorer.classes.tolist(), scorer.functions, strict=True)]

@@ -8,6 +8,7 @@ import torch
 
 from igospp import checks
 from igospp._optional import require
+from igospp.checks import untouched
 from igospp.config import resolve_batch_size
 from igospp.inputs import BaselineLike, resolve_baseline
 from igospp.methods.base import prepare
@@ -59,9 +60,13 @@ class IntegratedGrad:
         return resolve_baseline(self.baseline, x)
 
     def __call__(self, model: torch.nn.Module, images: torch.Tensor, target: Target = None) -> torch.Tensor:
+        """Attribution maps ``(B, 1, H, W)`` of ``images`` ``(B, C, H, W)`` for ``target`` (see :func:`igospp.explain`).
+
+        ``model`` is left as it was found (:func:`igospp.checks.untouched`).
+        """
         IntegratedGradients = require("captum.attr", "methods", "Integrated Gradients").IntegratedGradients
 
-        with torch.inference_mode(False), torch.enable_grad():
+        with untouched(model), torch.inference_mode(False), torch.enable_grad():
             x, scorer, run = prepare(model, images, target, self.score, fast=self.accelerate)
             base = self._baseline(x)
             chunk = resolve_batch_size(self.batch_size, x.device)

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from igospp import checks
+from igospp.checks import untouched
 from igospp.config import resolve_batch_size
 from igospp.methods.base import prepare
 from igospp.targets import Target, check_model_output
@@ -22,7 +23,8 @@ class RISE:
         n_masks: number of masks. Default 8000 (the paper's figures).
         cells: the random binary grid is ``cells x cells``. Default 7.
         p: probability that a cell is kept. Default 0.5.
-        seed: seed of the masks (drawn on the CPU, so every device gets the same masks).
+        seed: seed of the masks (drawn on the CPU, so every device gets the same masks), an
+            integer from ``-(2**63)`` to ``2**64 - 1``. Default 0.
         batch_size: masked images per model call.
         substrate: what masked-out pixels become, in normalized units. Default 0 (RISE's
             multiplication of the normalized image by the mask).
@@ -51,7 +53,7 @@ class RISE:
         self.n_masks = checks.positive_int("RISE.n_masks", n_masks)
         self.cells = checks.positive_int("RISE.cells", cells)
         self.p = checks.number("RISE.p", p, low=0.0, strict=True, high=1.0, high_strict=False)
-        self.seed = checks.integer("RISE.seed", seed)
+        self.seed = checks.seed("RISE.seed", seed)
         self.batch_size = None if batch_size is None else checks.positive_int("RISE.batch_size", batch_size)
         self.substrate = checks.number("RISE.substrate", substrate)
         self.accelerate = checks.flag("RISE.accelerate", accelerate)
@@ -73,6 +75,14 @@ class RISE:
         return torch.stack([up[i, :, dy:dy + height, dx:dx + width] for i, (dy, dx) in enumerate(shifts.tolist())])
 
     def __call__(self, model: torch.nn.Module, images: torch.Tensor, target: Target = None) -> torch.Tensor:
+        """Saliency ``(B, 1, H, W)`` of ``images`` ``(B, C, H, W)`` for ``target`` (as in :func:`igospp.explain`).
+
+        ``model`` is left as it was found (:func:`igospp.checks.untouched`).
+        """
+        with untouched(model):
+            return self._saliency(model, images, target)
+
+    def _saliency(self, model: torch.nn.Module, images: torch.Tensor, target: Target) -> torch.Tensor:
         x, scorer, run = prepare(model, images, target, "softmax", fast=self.accelerate)
         batch, _, height, width = x.shape
         chunk = resolve_batch_size(self.batch_size, x.device)
