@@ -5,6 +5,7 @@ method and the metric run in a fraction of a second; the command line's end-to-e
 real model are in test_cli.py.
 """
 
+import hashlib
 import json
 import shutil
 
@@ -28,11 +29,16 @@ from igospp.studies.benchmark import (
 from .conftest import tiny_bundle
 
 FAST = MethodOptions(iterations=1, ig_steps=2, rise_masks=4, ig_path_steps=2)
-FAST_FLAGS = ["--iterations", "1", "--ig-steps", "2", "--rise-masks", "4", "--ig-path-steps", "2"]
+IGOSPP_FLAGS = ["--iterations", "1", "--ig-steps", "2"]        # FAST's settings that iGOS++ reads
 
 
 def _read(paths):
     return [json.loads(p.read_text()) for p in sorted(paths)]
+
+
+def record_name(key, job):
+    """The record file of an image (its path under the image folder) and a job: ``<stem>-<sha1 of key>__<job>.json``."""
+    return f"{key.rsplit('/', 1)[-1].rsplit('.', 1)[0]}-{hashlib.sha1(key.encode()).hexdigest()[:10]}__{job}.json"
 
 
 def test_jobs_take_methods_and_resolutions_from_the_registry():
@@ -67,7 +73,9 @@ def test_ablations_are_igospp_with_one_field_replaced():
         assert {k for k in base if config[k] != base[k]} == {field}, name
 
 
-@pytest.mark.parametrize("kwargs, error, message", [
+#: Bad arguments of evaluate: (arguments replaced, error type, a part of the message). "FILE" in
+#: ``out`` stands for a file made by the test (an output folder that cannot be created).
+BAD_EVALUATE_INPUTS = [
     (dict(shard=(2, 2)), ValueError, "shard[0] must be an integer >= 0 and <= 1, got 2"),
     (dict(shard=(0, 0)), ValueError, "shard[1] must be a positive integer, got 0"),
     (dict(shard="0/2"), ValueError, "shard must be a pair (k, n)"),
@@ -82,20 +90,40 @@ def test_ablations_are_igospp_with_one_field_replaced():
     (dict(resolutions=[64]), ValueError, "resolutions must be an integer >= 1 and <= 32, got 64"),
     (dict(options={"iterations": 1}), TypeError, "options must be an igospp.methods.MethodOptions, got dict"),
     (dict(progress="no"), ValueError, "progress must be True or False"),
-])
-def test_evaluate_names_the_bad_argument_and_writes_nothing(photos, tmp_path, kwargs, error, message):
-    args = dict(model=tiny_bundle(), methods=["rise", "igospp"], resolutions=[4], options=FAST, progress=False)
+    (dict(overwrite="yes"), ValueError, "overwrite must be True or False, got 'yes'"),
+    (dict(overwrite=1), ValueError, "overwrite must be True or False, got 1"),
+    (dict(stale_claim_hours=0), ValueError, "stale_claim_hours must be a finite number > 0"),
+    (dict(stale_claim_hours=float("nan")), ValueError, "stale_claim_hours must be a finite number"),
+    (dict(model=3), TypeError, "model must be a model name or an igospp.ModelBundle, got int"),
+    (dict(images="no/such/folder"), FileNotFoundError, "images 'no/such/folder' is not a folder"),
+    (dict(out="FILE/out"), OSError, "cannot be created"),
+]
+
+
+@pytest.mark.parametrize("kwargs, error, message", BAD_EVALUATE_INPUTS)
+def test_evaluate_names_the_bad_argument_and_writes_nothing(photos, tmp_path, monkeypatch, kwargs, error, message):
+    def no_computation(*args, **kwargs):
+        raise AssertionError("evaluate computed something before checking its arguments")
+
+    monkeypatch.setattr(benchmark, "run_method", no_computation)
+    args = dict(images=photos, out=tmp_path, model=tiny_bundle(), methods=["rise", "igospp"], resolutions=[4],
+                options=FAST, progress=False)
+    if kwargs.get("out") == "FILE/out":
+        (tmp_path / "FILE").write_text("a file, not a folder")
+        kwargs = dict(kwargs, out=tmp_path / "FILE" / "out")
     with pytest.raises(error) as info:
-        evaluate(photos, tmp_path, **{**args, **kwargs})
+        evaluate(**{**args, **kwargs})
     assert message in str(info.value)
     assert not (tmp_path / "records").exists()
 
 
 def test_evaluate_writes_records_resumes_and_shards(photos, tmp_path):
     args = dict(model=tiny_bundle(), methods=["rise", "igospp"], resolutions=[4], options=FAST, progress=False)
-    written = evaluate(photos, tmp_path / "run", **args)
-    assert sorted(p.name for p in written) == ["chelsea__igospp4.json", "chelsea__rise.json",
-                                               "coffee__igospp4.json", "coffee__rise.json"]
+    run = evaluate(photos, tmp_path / "run", **args)
+    written = run.written
+    assert sorted(p.name for p in written) == sorted(record_name(f"{name}.png", job) for name in ("chelsea", "coffee")
+                                                     for job in ("rise", "igospp4"))
+    assert (run.reused, run.skipped_images, run.claimed_elsewhere) == (0, [], 0)
     records = _read(written)
     assert all(list(r) == list(RECORD_KEYS) for r in records)
     igospp4 = next(r for r in records if r["method"] == "igospp")
@@ -105,21 +133,28 @@ def test_evaluate_writes_records_resumes_and_shards(photos, tmp_path):
     assert rise["resolution"] == "32" and rise["requested_resolution"] is None and rise["stats"] is None
     assert rise["method_config"] == dict(rise["method_config"], method="rise", n_masks=4)
 
-    assert evaluate(photos, tmp_path / "run", **args) == []                      # nothing left to do
+    again = evaluate(photos, tmp_path / "run", **args)
+    assert (again.written, again.reused) == ([], 4)                              # nothing left to do
+    before = json.loads(written[0].read_text())
     written[0].unlink()                                                          # an interrupted run resumes
-    assert evaluate(photos, tmp_path / "run", **args) == [written[0]]
+    resumed = evaluate(photos, tmp_path / "run", **args)
+    assert (resumed.written, resumed.reused) == ([written[0]], 3)
+    after = json.loads(written[0].read_text())
+    timings = ("seconds", "metric_seconds")
+    assert {k: v for k, v in after.items() if k not in timings} == {k: v for k, v in before.items() if k not in timings}
 
     rows = summarize(load_records(tmp_path / "run")).rows
     assert [(r["method"], r["name"], r["resolution"], r["n"]) for r in rows] == [
         ("rise", "RISE", "32x32", 2), ("igospp", "iGOS++", "4x4", 2)]            # the registry's order and names
 
     args["methods"] = ["rise"]
-    shards = [evaluate(photos, tmp_path / "sharded", shard=(k, 2), **args) for k in (0, 1)]
-    assert [[p.name for p in s] for s in shards] == [["chelsea__rise.json"], ["coffee__rise.json"]]
+    shards = [evaluate(photos, tmp_path / "sharded", shard=(k, 2), **args).written for k in (0, 1)]
+    assert [[p.name for p in s] for s in shards] == [[record_name("chelsea.png", "rise")],
+                                                     [record_name("coffee.png", "rise")]]
     sharded = _read(shards[0] + shards[1])
     assert [r["shard"] for r in sharded] == ["0/2", "1/2"]
     assert [r["insertion_auc"] for r in sharded] == [r["insertion_auc"] for r in records if r["method"] == "rise"]
-    batched = _read(evaluate(photos, tmp_path / "batched", batch_images=2, **args))
+    batched = _read(evaluate(photos, tmp_path / "batched", batch_images=2, **args).written)
     assert [r["batch_images"] for r in batched] == [2, 2]
 
 
@@ -133,7 +168,7 @@ def test_batch_size_reaches_the_method_and_the_metric(photos, tmp_path, monkeypa
 
     monkeypatch.setattr(benchmark, "insertion_deletion", spy)
     written = evaluate(photos, tmp_path, model=tiny_bundle(), n=1, methods=["igospp", "rise", "ig"], resolutions=[4],
-                       options=FAST.replace(batch_size=3), progress=False)
+                       options=FAST.replace(batch_size=3), progress=False).written
     assert seen == [3, 3, 3]
     assert {r["method"]: r["method_config"]["batch_size"] for r in _read(written)} == {"igospp": 3, "rise": 3, "ig": 3}
 
@@ -143,13 +178,13 @@ def test_explain_and_evaluate_write_the_same_record(photos, tmp_path, monkeypatc
     folder = tmp_path / "images"
     folder.mkdir()
     shutil.copy(photos / "chelsea.png", folder)
-    settings = ["--resolution", "4", *FAST_FLAGS, "--batch-size", "3"]
+    settings = ["--resolution", "4", *IGOSPP_FLAGS, "--batch-size", "3"]
     assert main(["explain", str(folder / "chelsea.png"), "--method", "igospp", "--out", str(tmp_path / "ex"),
                  *settings]) == 0
-    assert main(["evaluate", "--images", str(folder), "--methods", "igospp", "--resolutions", "4", *FAST_FLAGS,
+    assert main(["evaluate", "--images", str(folder), "--methods", "igospp", "--resolutions", "4", *IGOSPP_FLAGS,
                  "--batch-size", "3", "--no-progress", "--out", str(tmp_path / "ev")]) == 0
     explained = json.loads((tmp_path / "ex" / "chelsea_igospp4.json").read_text())
-    evaluated = json.loads((tmp_path / "ev" / "records" / "chelsea__igospp4.json").read_text())
+    evaluated = json.loads((tmp_path / "ev" / "records" / record_name("chelsea.png", "igospp4")).read_text())
     assert list(explained) == list(evaluated) == list(RECORD_KEYS)
     timings = ("seconds", "metric_seconds")
     assert {k: v for k, v in explained.items() if k not in timings} == \
@@ -184,6 +219,6 @@ def test_load_records_skips_other_json_and_summaries_refuse_mixtures(tmp_path):
 
 
 def test_bundled_photos_need_no_folder(tmp_path):
-    written = evaluate("bundled", tmp_path, model=tiny_bundle(), n=1, methods=["rise"], options=FAST, progress=False)
-    assert len(written) == 1
+    run = evaluate("bundled", tmp_path, model=tiny_bundle(), n=1, methods=["rise"], options=FAST, progress=False)
+    assert len(run.written) == 1
     assert len(list((tmp_path / "bundled").glob("*.png"))) == len(igospp.SAMPLE_IMAGES)
