@@ -6,7 +6,9 @@ test_benchmark.py, the atomic writes in test_storage.py and the paper's tables i
 """
 
 import dataclasses
+import errno
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +19,7 @@ import torch
 from PIL import Image
 
 import igospp
+from igospp import storage
 from igospp.cli import build_parser, main
 from igospp.methods import REGISTRY, MethodOptions
 from igospp.studies import benchmark
@@ -24,7 +27,7 @@ from igospp.studies.benchmark import DEFAULT_METHODS, RECORD_KEYS
 
 from .conftest import tiny_bundle
 
-FAST = ["--iterations", "1", "--ig-steps", "2", "--rise-masks", "4"]
+FAST = ["--iterations", "1", "--ig-steps", "2"]                     # iGOS++'s settings, tiny
 
 
 @pytest.fixture
@@ -113,12 +116,13 @@ def test_batch_size_reaches_the_method_and_the_metric(photos, tmp_path, monkeypa
         return metric(*args, **kwargs)
 
     monkeypatch.setattr(benchmark, "insertion_deletion", spy)
-    assert main(["evaluate", "--images", str(photos), "--methods", "mask,rise", "--resolutions", "4", *FAST,
-                 "--batch-size", "3", "--no-progress", "--out", str(tmp_path)]) == 0
+    assert main(["evaluate", "--images", str(photos), "--methods", "mask,rise", "--resolutions", "4",
+                 "--iterations", "1", "--rise-masks", "4", "--batch-size", "3", "--no-progress",
+                 "--out", str(tmp_path)]) == 0
     assert seen == [3] * 4
     records = [json.loads(p.read_text()) for p in (tmp_path / "records").glob("*.json")]
     assert [r["method_config"]["batch_size"] for r in records] == [3] * 4
-    assert main(["explain", str(photos / "chelsea.png"), "--method", "rise", *FAST, "--batch-size", "2",
+    assert main(["explain", str(photos / "chelsea.png"), "--method", "rise", "--rise-masks", "4", "--batch-size", "2",
                  "--out", str(tmp_path)]) == 0
     record = json.loads((tmp_path / "chelsea_rise.json").read_text())
     assert seen[-1] == 2 and record["method_config"]["batch_size"] == 2
@@ -140,49 +144,189 @@ def test_shard_auto_reads_torchrun_and_slurm(photos, tmp_path, capsys, monkeypat
     assert len(list((tmp_path / "records").glob("*.json"))) == records
 
 
+def test_explain_reads_a_16_bit_image_as_its_8_bit_twin(tmp_path, capsys, tiny):
+    grey = np.random.default_rng(0).integers(0, 256, size=(40, 48)).astype(np.uint16)
+    Image.fromarray(grey.astype(np.uint8)).save(tmp_path / "grey8.png")
+    Image.fromarray(grey * 257).save(tmp_path / "grey16.png")                 # PIL mode I;16, the same picture
+    assert Image.open(tmp_path / "grey16.png").mode == "I;16"
+    out = tmp_path / "out"
+    assert main(["explain", str(tmp_path / "grey8.png"), str(tmp_path / "grey16.png"), "--method", "rise",
+                 "--rise-masks", "4", "--out", str(out)]) == 0
+    eight, sixteen = (json.loads((out / f"{name}_rise.json").read_text()) for name in ("grey8", "grey16"))
+    assert sixteen["target"] == eight["target"] and sixteen["deletion_auc"] == eight["deletion_auc"]
+
+
+# ----------------------------------------------------------------------------- output folders and OS errors
+def test_summarize_proves_its_folder_writable_before_writing(photos, tmp_path, capsys, monkeypatch, tiny):
+    out = tmp_path / "eval"
+    assert main(["evaluate", "--images", str(photos), "--methods", "rise", "--rise-masks", "4", "--no-progress",
+                 "--out", str(out)]) == 0
+    for name in ("summary.md", "summary.csv"):
+        (out / name).unlink()
+    capsys.readouterr()
+    mkstemp = storage.tempfile.mkstemp
+
+    def read_only(*args, dir=None, **kwargs):                                # a read-only mount, even for root
+        if Path(dir) == out:
+            raise PermissionError(errno.EROFS, "Read-only file system")
+        return mkstemp(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(storage.tempfile, "mkstemp", read_only)
+    assert main(["summarize", str(out)]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == f"igospp: error: summarize's folder {str(out)!r} is not writable (Read-only file " \
+                           "system); give a folder you can write to.\n"
+    assert captured.out == "" and sorted(p.name for p in out.iterdir()) == ["records"]
+
+
+def test_an_os_error_during_the_work_is_one_line_and_status_2(photos, tmp_path, capsys, tiny):
+    out = tmp_path / "eval"
+    (out / "summary.md").mkdir(parents=True)                                   # the summary cannot replace it
+    assert main(["evaluate", "--images", str(photos), "--methods", "rise", "--rise-masks", "4", "--no-progress",
+                 "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("igospp: error: [Errno 21] Is a directory") and err.count("\n") == 1, err
+    assert "Traceback" not in err
+
+
+def test_evaluate_refuses_records_made_with_other_settings_unless_overwrite(photos, tmp_path, capsys, tiny):
+    run = ["evaluate", "--images", str(photos), "--methods", "rise", "--no-progress", "--out", str(tmp_path)]
+    assert main([*run, "--rise-masks", "4"]) == 0
+    assert "wrote 2 new record(s), reused 0 (records under " in capsys.readouterr().out
+    assert main([*run, "--rise-masks", "4"]) == 0
+    assert "wrote 0 new record(s), reused 2 (records under " in capsys.readouterr().out
+    assert main([*run, "--rise-masks", "5"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count("\n") == 1 and "(igospp evaluate --overwrite)" in captured.err
+    assert main([*run, "--rise-masks", "5", "--overwrite"]) == 0
+    assert "wrote 2 new record(s), reused 0 (records under " in capsys.readouterr().out
+
+
 # ----------------------------------------------------------------------------- bad inputs: one line, status 2
+# Placeholders: {photo} a photo; {given} a folder holding a copy of it as chelsea.png, a truncated copy
+# broken.png, a file notes.txt and a run folder run/ whose records/ is a file; {out} a fresh output folder.
+# Environment variables per row.
 EXPLAIN = ["explain", "{photo}", "--out", "{out}"]
 EVALUATE = ["evaluate", "--images", "{folder}", "--methods", "rise", "--no-progress", "--out", "{out}"]
+SHARD_VARIABLES = ("WORLD_SIZE", "RANK", "SLURM_ARRAY_TASK_COUNT", "SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_MIN")
+ON_LINUX = pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+NO_MPS = pytest.mark.skipif(torch.backends.mps.is_available(), reason="this machine has Apple's MPS")
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["explain", "missing.png"], "image 'missing.png' does not exist"),
-    ([*EXPLAIN, "--method", "lime"], "--method must be one of ('gradcam', "),
-    ([*EXPLAIN, "--model", "alexnet"], "--model must be one of ('efficientnet_lite0', 'resnet50', 'vgg19'), got "
-                                       "'alexnet'. Any timm model works too"),
-    ([*EXPLAIN, "--device", "gpu"], "--device: device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got 'gpu'"),
-    ([*EXPLAIN, "--resolution", "0"], "--resolution must be a positive integer, got 0"),
-    ([*EXPLAIN, "--resolution", "33"], "--resolution must be an integer >= 1 and <= 32, got 33"),
-    ([*EXPLAIN, "--target", "5"], "--target must be an integer >= 0 and <= 4, got 5"),
-    ([*EXPLAIN, "--target", "-1"], "--target must be an integer >= 0 and <= 4, got -1"),
-    ([*EXPLAIN, "--target", "dog"], "--target 'dog' matches no class name"),
-    ([*EXPLAIN, "--iterations", "0"], "--iterations must be a positive integer, got 0"),
-    ([*EXPLAIN, "--iterations", "x"], "argument --iterations: invalid int value: 'x'"),
-    ([*EXPLAIN, "--batch-size", "-2"], "--batch-size must be a positive integer, got -2"),
-    ([*EXPLAIN, "--seed", "-1"], "--seed must be an integer >= 0, got -1"),
-    ([*EXPLAIN, "--protocol", "auc"], "argument --protocol: invalid choice: 'auc'"),
-    ([*EVALUATE, "--shard", "2/2"], "--shard K must be an integer >= 0 and <= 1, got 2"),
-    ([*EVALUATE, "--shard", "0/0"], "--shard N must be a positive integer, got 0"),
-    ([*EVALUATE, "--shard", "half"], "--shard must look like K/N (e.g. 0/4) or be 'auto', got 'half'"),
-    ([*EVALUATE, "--methods", "igospp,lime"], "--methods must be one of ('gradcam', "),
-    ([*EVALUATE, "--methods", ","], "--methods must list at least one of gradcam, ig, rise"),
-    ([*EVALUATE, "--resolutions", "7,x"], "--resolutions must be comma-separated integers, got '7,x'"),
-    ([*EVALUATE, "--resolutions", "0"], "--resolutions must be a positive integer, got 0"),
-    ([*EVALUATE, "--methods", "mask", "--resolutions", "64"],
-     "--resolutions must be an integer >= 1 and <= 32, got 64"),
-    ([*EVALUATE, "--n", "0"], "--n must be a positive integer, got 0"),
-    ([*EVALUATE, "--batch-images", "0"], "--batch-images must be a positive integer, got 0"),
-    ([*EVALUATE, "--rise-masks", "0"], "--rise-masks must be a positive integer, got 0"),
-    ([*EVALUATE, "--mask-iterations", "0"], "--mask-iterations must be a positive integer, got 0"),
-    (["evaluate", "--images", "nowhere"], "--images 'nowhere' is not a folder (or 'bundled' for the bundled photos)"),
-    (["evaluate"], "the following arguments are required: --images"),
-    (["summarize", "nowhere"], "no records under 'nowhere'"),
-    (["compare"], "argument command: invalid choice: 'compare'"),
-])
-def test_bad_inputs_print_one_line_naming_the_flag_and_exit_2(photos, tmp_path, capsys, tiny, argv, message):
-    argv = [a.format(photo=photos / "chelsea.png", folder=photos, out=tmp_path) for a in argv]
+def bad(argv, message, marks=(), **env):
+    """One row of the table: the command line, a fragment of its one-line error, environment variables."""
+    return pytest.param(argv, message, env, marks=marks, id=message[:50])
+
+
+BAD_INPUTS = [
+    bad(["explain", "missing.png"], "image 'missing.png' does not exist"),
+    bad(["explain", "{given}"], "is a folder, not an image file"),
+    bad(["explain", "{given}/broken.png"], "/broken.png' is truncated or corrupt and cannot be decoded in full"),
+    bad([*EXPLAIN, "--method", "lime"], "--method must be one of ('gradcam', "),
+    bad([*EXPLAIN, "--model", "alexnet"], "--model must be one of ('efficientnet_lite0', 'resnet50', 'vgg19'), "
+                                          "got 'alexnet'. Any timm model works too"),
+    bad([*EXPLAIN, "--device", "gpu"], "--device: device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got 'gpu'"),
+    bad([*EXPLAIN, "--device", "mps"], "--device: device 'mps' was asked for but ", marks=NO_MPS),
+    bad([*EXPLAIN, "--device", "cuda:99"], "--device: device 'cuda:99' "),
+    bad([*EXPLAIN, "--resolution", "0"], "--resolution must be a positive integer, got 0"),
+    bad([*EXPLAIN, "--resolution", "33"], "--resolution must be an integer >= 1 and <= 32, got 33"),
+    bad([*EXPLAIN, "--target", "5"], "--target must be an integer >= 0 and <= 4, got 5"),
+    bad([*EXPLAIN, "--target", "-1"], "--target must be an integer >= 0 and <= 4, got -1"),
+    bad([*EXPLAIN, "--target", "dog"], "--target 'dog' matches no class name"),
+    bad([*EXPLAIN, "--iterations", "0"], "--iterations must be a positive integer, got 0"),
+    bad([*EXPLAIN, "--iterations", "x"], "argument --iterations: invalid int value: 'x'"),
+    bad([*EXPLAIN, "--batch-size", "-2"], "--batch-size must be a positive integer, got -2"),
+    bad([*EXPLAIN, "--seed", "-1"], "--seed must be an integer >= 0, got -1"),
+    bad([*EXPLAIN, "--protocol", "auc"], "argument --protocol: invalid choice: 'auc'"),
+    # two images that would write the same outputs (case 1)
+    bad(["explain", "a/x.png", "b/x.png"], "a/x.png and b/x.png would both write x_igospp28* in --out 'igospp-out'; "
+                                           "pass them in separate runs (with different --out) or rename one."),
+    bad(["explain", "{photo}", "{given}/chelsea.png", "--method", "rise", "--out", "{out}"],
+        "/chelsea.png would both write chelsea_rise* in --out '"),
+    bad(["explain", "a/x.png", "b/X.jpg", "--resolution", "7"], "would both write X_igospp7*"),  # case-insensitive
+    # output folders (case 10): checked before any work
+    bad([*EXPLAIN, "--out", "{given}/notes.txt"], "/notes.txt' is a file, not a folder; give a folder"),
+    bad([*EXPLAIN, "--out", "{given}/notes.txt/sub"], "/notes.txt/sub' cannot be created: '"),
+    bad([*EXPLAIN, "--out", "/proc/igospp_test"], "--out '/proc/igospp_test' cannot be created (No such file or "
+                                                  "directory); give a folder you can write to.", marks=ON_LINUX),
+    bad([*EVALUATE, "--out", "{given}/notes.txt"], "--out '"),
+    bad([*EVALUATE, "--out", "/proc/igospp_test"], "--out '/proc/igospp_test' cannot be created", marks=ON_LINUX),
+    bad([*EVALUATE, "--out", "{given}/run"], "--out's records folder '"),
+    # method settings that no chosen method reads (case 11)
+    bad([*EXPLAIN, "--method", "ig", "--ig-steps", "5"],
+        "--ig-steps is given but --method ig does not use it (Integrated Gradients' steps are --ig-path-steps); it "
+        "is used by igos, insertion, naive, igospp_nonoise, igospp_fixedstep, igospp_nobtv, igospp. Drop --ig-steps "
+        "or choose one of those methods."),
+    bad([*EXPLAIN, "--method", "ig", "--ig-steps", "0"], "--ig-steps must be a positive integer, got 0"),
+    bad([*EXPLAIN, "--ig-path-steps", "5"], "--ig-path-steps is given but --method igospp does not use it (the "
+                                            "integration steps of I-GOS, iGOS++ and their variants are --ig-steps)"),
+    bad([*EXPLAIN, "--method", "gradcam", "--seed", "1"], "--seed is given but --method gradcam does not use it; "
+                                                          "it is used by rise, mask, "),
+    bad([*EXPLAIN, "--method", "rise", "--resolution", "7"], "--resolution is given but --method rise does not use "
+                                                             "it (its resolution is fixed by the method)"),
+    bad([*EVALUATE, "--iterations", "2"], "--iterations is given but --methods rise does not use it; it is used by "
+                                          "mask, igos"),
+    bad([*EVALUATE, "--methods", "igospp,ig", "--mask-iterations", "2"],
+        "--mask-iterations is given but --methods igospp,ig does not use it (the other optimization methods' "
+        "iterations are --iterations); it is used by mask."),
+    bad([*EVALUATE, "--methods", "gradcam,rise", "--resolutions", "7"], "--resolutions is given but --methods "
+                                                                        "gradcam,rise does not use it"),
+    bad([*EVALUATE, "--methods", "gradcam", "--seed", "3"], "--seed is given but --methods gradcam does not use it"),
+    # evaluate's own flags, shards and their environment (case 15)
+    bad([*EVALUATE, "--device", "mps"], "--device: device 'mps' was asked for but ", marks=NO_MPS),
+    bad([*EVALUATE, "--shard", "2/2"], "--shard K must be an integer >= 0 and <= 1, got 2"),
+    bad([*EVALUATE, "--shard", "0/0"], "--shard N must be a positive integer, got 0"),
+    bad([*EVALUATE, "--shard", "half"], "--shard must look like K/N (e.g. 0/4) or be 'auto', got 'half'"),
+    bad([*EVALUATE, "--shard", "auto"], "--shard auto: the environment variable WORLD_SIZE must be an integer, "
+                                        "got 'two'.", WORLD_SIZE="two"),
+    bad([*EVALUATE, "--shard", "auto"], "--shard auto: the environment variable RANK must be an integer, got '1.0'.",
+        WORLD_SIZE="2", RANK="1.0"),
+    bad([*EVALUATE, "--shard", "auto"], "--shard auto: the environment variable SLURM_ARRAY_TASK_ID must be an "
+                                        "integer, got ''.", SLURM_ARRAY_TASK_COUNT="4", SLURM_ARRAY_TASK_ID=""),
+    bad([*EVALUATE, "--shard", "auto"], "--shard auto: the environment variable SLURM_ARRAY_TASK_COUNT must be an "
+                                        "integer, got '4x'.", SLURM_ARRAY_TASK_COUNT="4x", SLURM_ARRAY_TASK_ID="1"),
+    bad([*EVALUATE, "--shard", "auto"], "--shard auto: WORLD_SIZE must be a positive integer, got 0",
+        WORLD_SIZE="0"),
+    bad([*EVALUATE, "--methods", "igospp,lime"], "--methods must be one of ('gradcam', "),
+    bad([*EVALUATE, "--methods", ","], "--methods must list at least one of gradcam, ig, rise"),
+    bad([*EVALUATE, "--methods", "mask", "--resolutions", "7,x"],
+        "--resolutions must be comma-separated integers, got '7,x'"),
+    bad([*EVALUATE, "--methods", "mask", "--resolutions", "0"], "--resolutions must be a positive integer, got 0"),
+    bad([*EVALUATE, "--methods", "mask", "--resolutions", "64"],
+        "--resolutions must be an integer >= 1 and <= 32, got 64"),
+    bad([*EVALUATE, "--n", "0"], "--n must be a positive integer, got 0"),
+    bad([*EVALUATE, "--batch-images", "0"], "--batch-images must be a positive integer, got 0"),
+    bad([*EVALUATE, "--rise-masks", "0"], "--rise-masks must be a positive integer, got 0"),
+    bad([*EVALUATE, "--mask-iterations", "0"], "--mask-iterations must be a positive integer, got 0"),
+    bad(["evaluate", "--images", "nowhere"], "--images 'nowhere' is not a folder (or 'bundled' for the bundled "
+                                             "photos)"),
+    bad(["evaluate"], "the following arguments are required: --images"),
+    bad(["summarize", "nowhere"], "no records under 'nowhere'"),
+    bad(["compare"], "argument command: invalid choice: 'compare'"),
+]
+
+
+@pytest.mark.parametrize("argv, message, env", BAD_INPUTS)
+def test_bad_inputs_print_one_line_naming_the_flag_and_exit_2(photos, tmp_path, capsys, monkeypatch, tiny, argv,
+                                                              message, env):
+    given, cwd, out = tmp_path / "given", tmp_path / "cwd", tmp_path / "out"
+    (given / "run").mkdir(parents=True)
+    (given / "run" / "records").write_text("a file where the records folder goes")
+    (given / "notes.txt").write_text("a file")
+    shutil.copy(photos / "chelsea.png", given)
+    (given / "broken.png").write_bytes((photos / "chelsea.png").read_bytes()[:2000])    # a download cut short
+    before = sorted((p.relative_to(given), p.is_file() and p.stat().st_mtime_ns) for p in given.rglob("*"))
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)                                                     # default --out folders land here
+    for var in SHARD_VARIABLES:
+        monkeypatch.delenv(var, raising=False)
+    for var, value in env.items():
+        monkeypatch.setenv(var, value)
+    argv = [a.format(photo=photos / "chelsea.png", folder=photos, given=given, out=out) for a in argv]
     assert main(argv) == 2
     captured = capsys.readouterr()
     err = captured.err.strip()
     assert err.startswith("igospp: error:") and message in err and "\n" not in err, err
-    assert captured.out == "" and not list(tmp_path.iterdir())                 # nothing ran, nothing was written
+    assert captured.out == ""                                                  # nothing ran ...
+    assert not list(cwd.iterdir()) and not out.exists()                        # ... nothing was written
+    assert sorted((p.relative_to(given), p.is_file() and p.stat().st_mtime_ns) for p in given.rglob("*")) == before

@@ -1,7 +1,10 @@
-"""Atomic writes (igospp.storage): ordinary files, no temporaries left, the old file kept on failure."""
+"""Atomic writes (igospp.storage): ordinary files, no temporaries left, the old file kept on failure; output
+folders proven usable before any work."""
 
+import errno
 import os
 import stat
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -43,3 +46,50 @@ def test_a_failed_write_keeps_the_old_file_and_removes_the_temporary(tmp_path, m
     with pytest.raises(TypeError, match="data must be bytes, got str"):
         write_bytes(path, "text")
     assert path.read_bytes() == b"old"
+
+
+# ----------------------------------------------------------------------------- check_folder: output folders
+def test_check_folder_creates_a_missing_folder_and_leaves_a_usable_one_as_it_was(tmp_path):
+    out = storage.check_folder(str(tmp_path / "eval" / "records"))
+    assert out == tmp_path / "eval" / "records" and out.is_dir() and not list(out.iterdir())
+    write_json(out / "r.json", {"a": 1})
+    assert storage.check_folder(out, what="out") == out and [p.name for p in out.iterdir()] == ["r.json"]
+
+
+def _read_only(monkeypatch, folder):
+    """Writing in ``folder`` fails as on a read-only mount (permission bits would not stop root)."""
+    mkstemp = storage.tempfile.mkstemp
+
+    def refuse(*args, dir=None, **kwargs):
+        if Path(dir) == folder:
+            raise PermissionError(errno.EROFS, "Read-only file system")
+        return mkstemp(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(storage.tempfile, "mkstemp", refuse)
+
+
+#: (the folder to check under tmp_path, with {tmp} for it, whether it is made read-only, the message)
+UNUSABLE_FOLDERS = [
+    ("{tmp}/notes.txt", False, "--out '{tmp}/notes.txt' is a file, not a folder; give a folder (it is created if "
+                               "missing)."),
+    ("{tmp}/notes.txt/sub/records", False, "--out '{tmp}/notes.txt/sub/records' cannot be created: '{tmp}/notes.txt' "
+                                           "is a file, not a folder; give a folder you can write to."),
+    ("/proc/igospp_test", False, "--out '/proc/igospp_test' cannot be created (No such file or directory); give a "
+                                 "folder you can write to."),
+    ("{tmp}/ro", True, "--out '{tmp}/ro' is not writable (Read-only file system); give a folder you can write to."),
+]
+
+
+@pytest.mark.parametrize("folder, read_only, message", UNUSABLE_FOLDERS)
+def test_check_folder_refuses_an_unusable_folder_naming_the_flag(tmp_path, monkeypatch, folder, read_only,
+                                                                  message):
+    if folder.startswith("/proc") and not Path("/proc/self").is_dir():
+        pytest.skip("needs Linux's /proc")
+    (tmp_path / "notes.txt").write_text("a file")
+    (tmp_path / "ro").mkdir()
+    if read_only:
+        _read_only(monkeypatch, tmp_path / "ro")
+    with pytest.raises(storage.FolderError) as caught:
+        storage.check_folder(folder.format(tmp=tmp_path))
+    assert str(caught.value) == message.format(tmp=tmp_path) and isinstance(caught.value, OSError)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["notes.txt", "ro"]          # nothing created or left

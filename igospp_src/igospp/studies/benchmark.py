@@ -813,7 +813,7 @@ def evaluate(images: str | Path, out: str | Path, *, model: str | ModelBundle = 
     protocol = checks.choice("protocol", protocol, tuple(PROTOCOLS))
     batch_images = checks.positive_int("batch_images", batch_images)
     n = None if n is None else checks.positive_int("n", n)
-    seed = checks.integer("seed", seed)
+    seed = checks.integer("seed", seed, low=0, high=2**63 - 1)   # also seeds the image subset
     progress = checks.flag("progress", progress)
     overwrite = checks.flag("overwrite", overwrite)
     stale_seconds = 3600.0 * checks.number("stale_claim_hours", stale_claim_hours, low=0.0, strict=True)
