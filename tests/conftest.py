@@ -119,3 +119,18 @@ def photos(tmp_path_factory):
     for name, image in igospp.sample_images(["chelsea", "coffee"]).items():
         Image.fromarray(image).save(folder / f"{name}.png")
     return folder
+
+
+@pytest.fixture
+def metric_batch_sizes(monkeypatch):
+    """A spy on the runner's insertion/deletion metric: the list of the ``batch_size`` of every call."""
+    from igospp.studies import benchmark
+
+    seen, metric = [], benchmark.insertion_deletion
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["batch_size"])
+        return metric(*args, **kwargs)
+
+    monkeypatch.setattr(benchmark, "insertion_deletion", spy)
+    return seen

@@ -158,15 +158,8 @@ def test_evaluate_writes_records_resumes_and_shards(photos, tmp_path):
     assert [r["batch_images"] for r in batched] == [2, 2]
 
 
-def test_batch_size_reaches_the_method_and_the_metric(photos, tmp_path, monkeypatch):
-    seen = []
-    metric = benchmark.insertion_deletion
-
-    def spy(*args, **kwargs):
-        seen.append(kwargs["batch_size"])
-        return metric(*args, **kwargs)
-
-    monkeypatch.setattr(benchmark, "insertion_deletion", spy)
+def test_batch_size_reaches_the_method_and_the_metric(photos, tmp_path, metric_batch_sizes):
+    seen = metric_batch_sizes
     written = evaluate(photos, tmp_path, model=tiny_bundle(), n=1, methods=["igospp", "rise", "ig"], resolutions=[4],
                        options=FAST.replace(batch_size=3), progress=False).written
     assert seen == [3, 3, 3]

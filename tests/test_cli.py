@@ -22,7 +22,6 @@ import igospp
 from igospp import storage
 from igospp.cli import build_parser, main
 from igospp.methods import REGISTRY, MethodOptions
-from igospp.studies import benchmark
 from igospp.studies.benchmark import DEFAULT_METHODS, RECORD_KEYS
 
 from .conftest import tiny_bundle
@@ -107,15 +106,8 @@ def test_explain_targets_by_index_and_name(photos, tmp_path, capsys, tiny):
     assert "--target 'cat' matches several classes ('tiger cat', 'Egyptian cat')" in capsys.readouterr().err
 
 
-def test_batch_size_reaches_the_method_and_the_metric(photos, tmp_path, monkeypatch, tiny):
-    seen = []
-    metric = benchmark.insertion_deletion
-
-    def spy(*args, **kwargs):
-        seen.append(kwargs["batch_size"])
-        return metric(*args, **kwargs)
-
-    monkeypatch.setattr(benchmark, "insertion_deletion", spy)
+def test_batch_size_reaches_the_method_and_the_metric(photos, tmp_path, metric_batch_sizes, tiny):
+    seen = metric_batch_sizes
     assert main(["evaluate", "--images", str(photos), "--methods", "mask,rise", "--resolutions", "4",
                  "--iterations", "1", "--rise-masks", "4", "--batch-size", "3", "--no-progress",
                  "--out", str(tmp_path)]) == 0
@@ -236,7 +228,7 @@ BAD_INPUTS = [
     bad([*EXPLAIN, "--iterations", "0"], "--iterations must be a positive integer, got 0"),
     bad([*EXPLAIN, "--iterations", "x"], "argument --iterations: invalid int value: 'x'"),
     bad([*EXPLAIN, "--batch-size", "-2"], "--batch-size must be a positive integer, got -2"),
-    bad([*EXPLAIN, "--seed", "-1"], "--seed must be an integer >= 0, got -1"),
+    bad([*EXPLAIN, "--seed", "-1"], "--seed must be an integer >= 0 and <= 9223372036854775807, got -1"),
     bad([*EXPLAIN, "--protocol", "auc"], "argument --protocol: invalid choice: 'auc'"),
     # two images that would write the same outputs (case 1)
     bad(["explain", "a/x.png", "b/x.png"], "a/x.png and b/x.png would both write x_igospp28* in --out 'igospp-out'; "

@@ -149,6 +149,7 @@ def _cli_explain(monkeypatch):
     from igospp.cli import build_parser, cmd_explain
 
     monkeypatch.delitem(sys.modules, "igospp.viz", raising=False)
+    monkeypatch.delattr(importlib.import_module("igospp"), "viz", raising=False)   # as if never imported
     cmd_explain(build_parser().parse_args(["explain", "photo.png"]))
 
 

@@ -11,7 +11,7 @@ Method names, their order in tables and whether they take ``--resolution`` come 
 ``--ig-steps``, ``--ig-path-steps``, ``--rise-masks``, ``--batch-size``, ``--seed``) are the
 fields of :class:`igospp.methods.MethodOptions`, the same for ``explain`` and ``evaluate``;
 ``--batch-size`` is also the insertion/deletion metric's. Both commands write the record of
-:mod:`igospp.studies.benchmark` (``explain`` as ``OUT/<image>_<job>.json`` beside its figures,
+:mod:`igospp.studies.records` (``explain`` as ``OUT/<image>_<job>.json`` beside its figures,
 ``evaluate`` under ``OUT/records/``), and ``summarize`` reads either folder.
 
 Every flag is checked, and the output folder proven writable (:func:`igospp.storage.check_folder`),

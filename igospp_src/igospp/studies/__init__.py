@@ -1,7 +1,8 @@
 """Studies built on the library: the paper's experiments, each in its own module.
 
-* :mod:`~igospp.studies.benchmark`: the comparison runner (records per image and method,
-  resumable, sharded) and its summaries; :mod:`~igospp.studies.stats`: paired differences with
+* :mod:`~igospp.studies.benchmark`: the comparison runner (resumable, sharded) and its
+  summaries, writing the records of :mod:`~igospp.studies.records` and sharing the work of
+  concurrent runs through :mod:`~igospp.studies.claims`; :mod:`~igospp.studies.stats`: paired differences with
   confidence intervals; :mod:`~igospp.studies.paper`: the paper's tables, for comparison.
 * :mod:`~igospp.studies.sanity`: model and label randomization (Adebayo et al. 2018), with
   :mod:`~igospp.studies.datasets` (small training sets) and :mod:`~igospp.studies.training`.

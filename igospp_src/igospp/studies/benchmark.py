@@ -14,59 +14,8 @@ ablations of the paper's Table 3); its display name, its place in the tables and
 takes a mask resolution come from there. :func:`evaluate` explains the top-1 class of the clean
 image, as the paper does.
 
-The record
-----------
-
-:func:`make_record` writes the one record format of the package: ``igospp evaluate`` writes it
-under ``OUT/records/<stem>-<hash>__<job>.json`` (``<hash>``: the first 10 hexadecimal digits of
-the SHA-1 of ``key``, so ``a/img1.png``, ``b/img1.png`` and ``b/img1.jpg`` get three records),
-``igospp explain`` beside its figures as ``OUT/<image>_<job>.json``, and :func:`load_records`
-reads both. Its keys:
-
-======================== ===========================================================================
-key                      meaning
-======================== ===========================================================================
-``model``                the model's name (:attr:`igospp.ModelBundle.name`)
-``device``               where it ran (``"cpu"``, ``"cuda:0"``...)
-``images_dir``           the image folder of the run (``igospp explain``: the image's folder)
-``n_images``             images in the run (``igospp explain``: images on its command line)
-``shard``                ``"K/N"``: the shard that wrote the record (``"0/1"`` when unsharded)
-``versions``             Python, packages, GPU and CPU names, CPU threads (:func:`versions`)
-``image``                the file's stem (two files of a folder may share it: use ``key``)
-``path``                 the file
-``key``                  the file's path relative to the image folder, POSIX style
-                         (``n02123045/img1.png``; ``igospp explain``: the file name): the image's
-                         identity, which names the record file
-``image_sha256``         the SHA-256 of the file's bytes: a record is reused only for the same content
-``label``, ``synset``    the ImageNet class index and WordNet id found in the file or folder name,
-                         or ``None`` (always ``None`` for ``igospp explain``)
-``method``               the registry name (``"igospp"``, ``"gradcam"``, ``"igospp_nobtv"``...)
-``requested_resolution`` the mask resolution asked for; ``None`` for methods whose resolution is fixed
-``resolution``           the saliency map's resolution: ``"28"`` (square) or ``"HxW"``
-``target``               ``{"index", "name", "probability", "top1"}``: the class explained, its
-                         softmax probability on the clean image and whether it is the top-1 class
-``correct``              whether the model's top-1 class is ``label`` (``None`` without a label)
-``deletion_auc``         trapezoid area under the deletion curve (lower is better)
-``insertion_auc``        trapezoid area under the insertion curve (higher is better)
-``legacy_deletion_auc``  the authors' logged scores (the paper's numbers), ``None`` when the
-``legacy_insertion_auc`` protocol has none
-``curves``               ``{"fractions", "deletion", "insertion"}``: the two curves (6 decimals)
-``seconds``              the method's wall time for the image: its call's time / ``batch_images``
-``metric_seconds``       the same for the insertion/deletion metric
-``batch_images``         images explained together by that call
-``stats``                ``{"forward_images", "backward_images"}`` per image for the optimization
-                         methods (``Explanation.stats``), ``None`` for the others
-``method_config``        the method's settings (:func:`method_config`: :meth:`igospp.Config.to_dict`
-                         for the optimization methods; the constructor's plain fields and
-                         ``method`` for the others)
-``protocol``             the insertion/deletion protocol (:meth:`igospp.metrics.Protocol.to_dict`)
-======================== ===========================================================================
-
-A record is *valid* when :func:`record_problem` finds nothing wrong with it: a JSON object with
-every key above, the AUCs finite numbers, and so on. Records written before ``key`` and
-``image_sha256`` existed (file names ``<stem>__<job>.json``) are invalid: :func:`load_records`
-leaves them out with an :class:`InvalidRecordWarning` naming them, and :func:`evaluate`
-recomputes them under the new names (delete the old files afterwards).
+Records are written in the format of :mod:`igospp.studies.records` (documented key by key
+there), and concurrent runs share the work through :mod:`igospp.studies.claims`.
 
 Resuming
 --------
@@ -79,30 +28,6 @@ same file content (``image_sha256``). When existing records differ it raises
 ``overwrite=True`` (``igospp evaluate --overwrite``) to recompute and replace them, or write
 to another output folder. Invalid records are recomputed and replaced, with a warning.
 
-Unreadable images
------------------
-
-An image file that cannot be decoded (not an image, truncated, corrupt: found by
-:func:`igospp.image_folder`, or when :func:`evaluate` loads it) is skipped, not fatal: it is
-named in a warning, written as ``OUT/skipped/<stem>-<hash>.json`` (``{"file", "key",
-"reason"}``), returned in :attr:`EvaluationRun.skipped_images`, read back by
-:func:`load_skipped` and reported by :func:`summarize`.
-
-Several processes on one folder
--------------------------------
-
-Before computing an (image, method) pair, :func:`evaluate` claims it by creating
-``OUT/records/.claims/<record name>.claim`` exclusively (``O_CREAT | O_EXCL``, atomic on local
-and network file systems), holding the host name, process id and start time, and removes the
-claim once the record is written (or when the run fails). A pair claimed by another live
-process is left to it: this process goes on with the next pair, without waiting, and counts it
-in :attr:`EvaluationRun.claimed_elsewhere`. A claim is *stale*, and taken over, when its
-process is gone (same host: checked with ``os.kill(pid, 0)``), when it carries this process's
-own id without being this call's (a process that reused the id of a killed one), or when it is
-older than ``stale_claim_hours`` (any host; the only rule for other hosts). Two concurrent
-:func:`evaluate` calls in one process on one folder would take each other's claims for stale
-(duplicate work, never a corrupt record): give each its own folder.
-
 Example:
     >>> from igospp.studies.benchmark import jobs
     >>> [job.key for job in jobs(["gradcam", "igospp"], [7, 28])]
@@ -112,15 +37,10 @@ Example:
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import math
-import os
-import re
-import socket
 import time
-import uuid
 import warnings
 from collections import Counter
 from collections.abc import Sequence
@@ -134,13 +54,32 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from igospp import checks
-from igospp.images import ImageRecord, image_folder, sample_images
+from igospp.images import image_folder, sample_images
 from igospp.methods import REGISTRY, MethodOptions, Optimized, build, display_name
 from igospp.metrics import PROTOCOLS, CausalMetricResult, Protocol, insertion_deletion
 from igospp.models import ModelBundle, load_model
 from igospp.provenance import versions
 from igospp.storage import check_folder, write_bytes, write_json
 from igospp.studies import paper
+from igospp.studies.claims import claim, release
+from igospp.studies.records import (
+    PERFORMANCE_ONLY,
+    RECORD_KEYS,
+    REQUIRED,
+    SHOWN,
+    InvalidRecordWarning,
+    file_sha256,
+    file_stem,
+    listing,
+    load_records,
+    load_skipped,
+    make_record,
+    read_record,
+    record_file,
+    record_problem,
+    record_problem_in,
+    skip_image,
+)
 from igospp.studies.stats import PairedDifference, mean_se, paired_difference
 
 __all__ = ["BUNDLED", "DEFAULT_METHODS", "RECORD_KEYS", "PERFORMANCE_ONLY", "Job", "jobs", "versions",
@@ -154,23 +93,6 @@ BUNDLED = "bundled"
 #: The methods :func:`evaluate` and ``igospp evaluate`` run by default: those of the paper's Table 1,
 #: in :data:`~igospp.methods.REGISTRY` order.
 DEFAULT_METHODS: tuple[str, ...] = tuple(paper.methods(paper.TABLE1))
-
-#: The keys of a record (see the module's documentation), in the order they are written.
-RECORD_KEYS: tuple[str, ...] = (
-    "model", "device", "images_dir", "n_images", "shard", "versions", "image", "path", "key", "image_sha256",
-    "label", "synset", "method", "requested_resolution", "resolution", "target", "correct", "deletion_auc",
-    "insertion_auc", "legacy_deletion_auc", "legacy_insertion_auc", "curves", "seconds", "metric_seconds",
-    "batch_images", "stats", "method_config", "protocol")
-
-#: The fields of a record's ``method_config`` that change how fast a method runs, not its result:
-#: a record made with other values of these is reused by :func:`evaluate`.
-PERFORMANCE_ONLY: tuple[str, ...] = ("batch_size", "progress", "track_scores")
-
-# What summarize needs in a record (records of older versions and hand-made ones have these).
-_REQUIRED = ("model", "device", "method", "resolution", "deletion_auc", "insertion_auc", "seconds", "protocol")
-_SHOWN = 5              # files named in a warning or an error
-_CLAIM_GRACE = 60.0     # seconds an unreadable claim (its writer killed mid-write) or a takeover lock is respected
-_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 class SettingsMismatchError(ValueError):
@@ -190,10 +112,6 @@ class SettingsMismatchError(ValueError):
         super().__init__(message)
         self.differences = differences
         self.records = records
-
-
-class InvalidRecordWarning(UserWarning):
-    """Invalid record files (see :func:`record_problem`): left out by :func:`load_records`, recomputed by evaluate."""
 
 
 @dataclass(frozen=True)
@@ -327,186 +245,6 @@ def _resolution_label(saliency: torch.Tensor) -> str:
     return f"{h}" if h == w else f"{h}x{w}"
 
 
-def _per_image(total: float, n: int) -> float | int:
-    return total // n if isinstance(total, int) and total % n == 0 else total / n
-
-
-def _sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def make_record(bundle: ModelBundle, image: ImageRecord, job: Job, target: int, probabilities: torch.Tensor,
-                result: CausalMetricResult, info: dict[str, Any], i: int = 0, *, images_dir: str | Path,
-                n_images: int, shard: tuple[int, int] = (0, 1), provenance: dict[str, str] | None = None,
-                image_sha256: str | None = None) -> dict[str, Any]:
-    """The record of image ``i`` of a :func:`run_method` call (the format of the module's documentation).
-
-    Args:
-        bundle: the model.
-        image: the image (``ImageRecord(path, name, synset, label, key)``); its ``key`` (the path
-            relative to the image folder; by default the file name) becomes the record's ``key``.
-        job: the method and its requested resolution.
-        target: the class explained.
-        probabilities: ``(K,)`` the model's softmax on the clean image.
-        result, info: the metric result and the ``info`` of :func:`run_method`.
-        i: the image's index in that call's batch.
-        images_dir, n_images, shard: the run's image folder, image count and shard.
-        provenance: :func:`versions` (computed when ``None``; pass it to compute it once per run).
-        image_sha256: the SHA-256 of the file's bytes; ``None`` (default): read from ``image.path``.
-
-    Returns:
-        A dict with the keys :data:`RECORD_KEYS`, in that order, ready for JSON.
-
-    Raises:
-        OSError: ``image_sha256`` is ``None`` and ``image.path`` cannot be read.
-    """
-    n = info["images"]
-    top = int(probabilities.argmax())
-    names = bundle.class_names
-    return {
-        "model": bundle.name, "device": str(bundle.device), "images_dir": str(images_dir), "n_images": n_images,
-        "shard": f"{shard[0]}/{shard[1]}", "versions": versions() if provenance is None else provenance,
-        "image": image.name, "path": str(image.path), "key": image.key,
-        "image_sha256": _sha256(image.path) if image_sha256 is None else image_sha256,
-        "label": image.label, "synset": image.synset,
-        "method": job.method, "requested_resolution": job.resolution, "resolution": info["resolution"],
-        "target": {"index": target, "name": names[target] if target < len(names) else str(target),
-                   "probability": float(probabilities[target]), "top1": top == target},
-        "correct": None if image.label is None else image.label == top,
-        **_metric_fields(result, i),
-        "seconds": info["seconds"] / n, "metric_seconds": info["metric_seconds"] / n, "batch_images": n,
-        "stats": None if info["stats"] is None else {k: _per_image(v, n) for k, v in info["stats"].items()},
-        "method_config": info["config"], "protocol": result.protocol,
-    }
-
-
-def _metric_fields(result: CausalMetricResult, i: int) -> dict[str, Any]:
-    legacy = result.legacy_deletion_auc is not None
-    return {
-        "deletion_auc": float(result.deletion_auc[i]),
-        "insertion_auc": float(result.insertion_auc[i]),
-        "legacy_deletion_auc": float(result.legacy_deletion_auc[i]) if legacy else None,
-        "legacy_insertion_auc": float(result.legacy_insertion_auc[i]) if legacy else None,
-        "curves": {"fractions": [round(v, 6) for v in result.fractions.tolist()],
-                   "deletion": [round(v, 6) for v in result.deletion[i].tolist()],
-                   "insertion": [round(v, 6) for v in result.insertion[i].tolist()]},
-    }
-
-
-def _json_kind(value: Any) -> str:
-    kinds = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}
-    return kinds.get(type(value), "a number" if isinstance(value, (int, float)) else type(value).__name__)
-
-
-def _finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _curves_problem(curves: Any) -> str | None:
-    names = ("fractions", "deletion", "insertion")
-    if not isinstance(curves, dict) or not all(isinstance(curves.get(k), list) for k in names):
-        return "curves must be an object with the lists 'fractions', 'deletion' and 'insertion'"
-    if len({len(curves[k]) for k in names}) != 1 or not all(_finite(v) for k in names for v in curves[k]):
-        return "curves must hold three lists of finite numbers of one length"
-    return None
-
-
-def _problem(record: Any, required: Sequence[str]) -> str | None:
-    if not isinstance(record, dict):
-        return f"not a record: the JSON is {_json_kind(record)}, not an object"
-    missing = [k for k in required if k not in record]
-    if missing:
-        old = (" (a record of an igospp older than the 'key' field; rerun evaluate to recompute it)"
-               if set(missing) <= {"key", "image_sha256"} else "")
-        return f"missing {', '.join(map(repr, missing))}{old}"
-    for k in ("model", "device", "method", "resolution", "key", "path", "image"):
-        if k in record and not (isinstance(record[k], str) and record[k]):
-            return f"{k} must be a non-empty string, got {record[k]!r}"
-    for k in ("deletion_auc", "insertion_auc", "seconds"):
-        if k in record and not _finite(record[k]):
-            return f"{k} must be a finite number, got {record[k]!r}"
-    for k in ("legacy_deletion_auc", "legacy_insertion_auc", "metric_seconds"):
-        if record.get(k) is not None and not _finite(record[k]):
-            return f"{k} must be a finite number or null, got {record[k]!r}"
-    if "seconds" in record and record["seconds"] < 0:
-        return f"seconds must be >= 0, got {record['seconds']!r}"
-    protocol = record.get("protocol", {"name": ""})
-    if not isinstance(protocol, dict) or not isinstance(protocol.get("name"), str):
-        return f"protocol must be an object with a 'name', got {protocol!r}"
-    if "method_config" in record and not isinstance(record["method_config"], dict):
-        return f"method_config must be an object, got {_json_kind(record['method_config'])}"
-    target = record.get("target", {"index": 0})
-    if not isinstance(target, dict) or not isinstance(target.get("index"), int) or isinstance(target["index"], bool):
-        return f"target must be an object with an integer 'index', got {target!r}"
-    if "image_sha256" in record and not (isinstance(record["image_sha256"], str)
-                                         and _SHA256.fullmatch(record["image_sha256"])):
-        return f"image_sha256 must be 64 lowercase hexadecimal digits, got {record['image_sha256']!r}"
-    if "curves" in record:
-        return _curves_problem(record["curves"])
-    return None
-
-
-def record_problem(record: Any) -> str | None:
-    """What is wrong with a record, or ``None`` when it is a valid record (see the module's documentation).
-
-    Args:
-        record: a parsed JSON value (a record is a JSON object).
-
-    Returns:
-        ``None``, or one sentence: not a JSON object; the keys of :data:`RECORD_KEYS` it lacks
-        (records written before ``key`` existed lack ``key`` and ``image_sha256``); or the
-        first field of the wrong type: ``model``, ``device``, ``method``, ``resolution``,
-        ``key``, ``path`` and ``image`` non-empty strings, the AUCs and ``seconds`` finite
-        numbers (the legacy AUCs and ``metric_seconds`` finite or ``null``), ``protocol`` an
-        object with a ``name``, ``method_config`` an object, ``target`` an object with an
-        integer ``index``, ``image_sha256`` a SHA-256 in hexadecimal, ``curves`` three lists
-        of finite numbers of one length.
-
-    Example:
-        >>> record_problem([])
-        'not a record: the JSON is a list, not an object'
-        >>> record_problem({})
-        "missing 'model', 'device', ..."
-        >>> from igospp.studies.benchmark import RECORD_KEYS
-        >>> fine = {k: None for k in RECORD_KEYS} | dict(model="m", device="cpu", method="rise", resolution="32",
-        ...     key="a.png", path="a.png", image="a", deletion_auc=0.1, insertion_auc=0.6, seconds=1.0,
-        ...     protocol={"name": "igospp"}, method_config={}, target={"index": 3}, image_sha256="0" * 64,
-        ...     curves={"fractions": [0, 1], "deletion": [1, 0], "insertion": [0, 1]})
-        >>> record_problem(fine) is None, record_problem(fine | {"insertion_auc": None})
-        (True, 'insertion_auc must be a finite number, got None')
-    """
-    return _problem(record, RECORD_KEYS)
-
-
-def _read_record(path: Path) -> tuple[Any, str | None]:
-    """``(payload, problem)``: the file's parsed JSON (``None`` when unreadable) and :func:`record_problem`."""
-    try:
-        payload = json.loads(path.read_bytes())
-    except OSError as err:
-        return None, f"unreadable ({err.strerror or err})"
-    except (ValueError, RecursionError) as err:
-        return None, f"not valid JSON ({err})"
-    return payload, record_problem(payload)
-
-
-def _file_stem(key: str) -> str:
-    """``<stem>-<first 10 hex digits of sha1(key)>``: unique per key, readable."""
-    return f"{Path(key).stem}-{hashlib.sha1(key.encode('utf-8')).hexdigest()[:10]}"
-
-
-def _record_file(out: Path, key: str, job: Job) -> Path:
-    return out / "records" / f"{_file_stem(key)}__{job.key}.json"
-
-
-def _listing(items: Sequence[tuple[Any, str]]) -> str:
-    shown = "; ".join(f"{name}: {why}" for name, why in items[:_SHOWN])
-    return shown + (f"; and {len(items) - _SHOWN} more" if len(items) > _SHOWN else "")
-
-
 def bundled_folder(out: str | Path) -> Path:
     """Write the bundled photos (:func:`igospp.sample_images`) as PNG files under ``out/bundled`` and return it.
 
@@ -527,139 +265,6 @@ def _check_shard(shard: Any) -> tuple[int, int]:
         raise ValueError(f"shard must be a pair (k, n) with 0 <= k < n, got {shard!r}.")
     n = checks.positive_int("shard[1]", shard[1])
     return checks.integer("shard[0]", shard[0], low=0, high=n - 1), n
-
-
-# ----------------------------------------------------------------------------------------- skipped images
-def _skip(out: Path, root: Path, path: Path, reason: str, warn: bool) -> dict[str, str]:
-    """Write ``OUT/skipped/<stem>-<hash>.json`` for an unreadable image file and return its entry."""
-    try:
-        key = Path(path).relative_to(root).as_posix()
-    except ValueError:
-        key = Path(path).name
-    entry = {"file": str(path), "key": key, "reason": reason}
-    write_json(out / "skipped" / f"{_file_stem(key)}.json", entry)
-    if warn:
-        warnings.warn(f"skipped image {str(path)!r}: {reason}; it is listed under {str(out / 'skipped')!r} and in "
-                      "the summary.", stacklevel=3)
-    return entry
-
-
-def load_skipped(out: str | Path) -> list[dict[str, str]]:
-    """The image files :func:`evaluate` skipped as unreadable, from ``out/skipped/*.json``.
-
-    Args:
-        out: the output folder of :func:`evaluate`.
-
-    Returns:
-        ``{"file", "key", "reason"}`` per file, in file-name order; ``[]`` when none was skipped
-        (files there that are not such entries are ignored).
-
-    Example:
-        >>> import tempfile
-        >>> load_skipped(tempfile.mkdtemp())
-        []
-    """
-    entries = []
-    for path in sorted((Path(out) / "skipped").glob("*.json")):
-        payload, _ = _read_record(path)
-        if isinstance(payload, dict) and isinstance(payload.get("file"), str) and isinstance(payload.get("reason"),
-                                                                                              str):
-            entries.append({"file": payload["file"], "key": str(payload.get("key") or Path(payload["file"]).name),
-                            "reason": payload["reason"]})
-    return entries
-
-
-# ------------------------------------------------------------------------------------------------ claims
-def _alive(pid: int) -> bool:
-    """Whether process ``pid`` of this host exists (``os.kill(pid, 0)``; unknown on Windows, where it kills)."""
-    if os.name == "nt":
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:            # another user's live process
-        return True
-    except OSError:
-        return False
-    return True
-
-
-def _claim_is_stale(path: Path, held: Any, stale_seconds: float) -> bool:
-    try:
-        age = time.time() - path.stat().st_mtime
-    except FileNotFoundError:
-        return True
-    if not isinstance(held, dict):                                  # its writer was killed mid-write
-        return age > _CLAIM_GRACE
-    if age > stale_seconds:
-        return True
-    pid = held.get("pid")
-    if held.get("host") != socket.gethostname() or not isinstance(pid, int):
-        return False
-    return pid == os.getpid() or not _alive(pid)       # our own id, not this call's claim: a reused id
-
-
-def _remove_stale_claim(path: Path, held: Any) -> bool:
-    """Remove a stale claim under a short exclusive lock, so that only one process takes it over."""
-    lock = path.with_name(path.name + ".takeover")
-    try:
-        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-    except FileExistsError:
-        try:
-            if time.time() - lock.stat().st_mtime > _CLAIM_GRACE:   # its holder died while taking over
-                lock.unlink(missing_ok=True)
-        except OSError:
-            pass
-        return False
-    try:
-        os.close(fd)
-        try:
-            if json.loads(path.read_bytes()) != held:
-                return False
-        except FileNotFoundError:
-            return True
-        except ValueError:
-            if held is not None:
-                return False
-        path.unlink(missing_ok=True)
-        return True
-    finally:
-        lock.unlink(missing_ok=True)
-
-
-def _claim(path: Path, stale_seconds: float) -> dict[str, Any] | None:
-    """Create the claim file ``path`` exclusively (taking over a stale one); its content, or ``None`` if held."""
-    now = time.time()
-    token = {"host": socket.gethostname(), "pid": os.getpid(), "started": now,
-             "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)), "token": uuid.uuid4().hex}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for _ in range(3):
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            try:
-                held = json.loads(path.read_bytes())
-            except FileNotFoundError:
-                continue                                            # released meanwhile: try again
-            except ValueError:
-                held = None
-            if not _claim_is_stale(path, held, stale_seconds) or not _remove_stale_claim(path, held):
-                return None
-            continue
-        with os.fdopen(fd, "w") as fh:
-            json.dump(token, fh)
-        return token
-    return None
-
-
-def _release(path: Path, token: dict[str, Any]) -> None:
-    """Remove the claim ``path`` if it is still ``token`` (not taken over meanwhile)."""
-    try:
-        if json.loads(path.read_bytes()) == token:
-            path.unlink(missing_ok=True)
-    except (OSError, ValueError):
-        pass
 
 
 # ----------------------------------------------------------------------------------------------- resuming
@@ -703,7 +308,7 @@ def _record_state(path: Path, key: str, job: Job, digest: str, expected: dict[st
     """``("missing", None)``, ``("invalid", problem)``, ``("differs", differences)`` or ``("done", None)``."""
     if not path.exists():
         return "missing", None
-    payload, problem = _read_record(path)
+    payload, problem = read_record(path)
     if problem is None and payload["key"] != key:
         problem = f"its key {payload['key']!r} is not the image's {key!r}"
     elif problem is None and (payload["method"], payload["requested_resolution"]) != (job.method, job.resolution):
@@ -836,15 +441,15 @@ def evaluate(images: str | Path, out: str | Path, *, model: str | ModelBundle = 
     root = Path(images)
     mine = [rec for i, rec in enumerate(folder) if i % n_shards == k]
     records_dir = out / "records"
-    skipped = [_skip(out, root, path, why, warn=False) for path, why in folder.skipped]
+    skipped = [skip_image(out, root, path, why, warn=False) for path, why in folder.skipped]
     digests: dict[Path, str] = {}
     for rec in mine:
         try:
-            digests[rec.path] = _sha256(rec.path)
+            digests[rec.path] = file_sha256(rec.path)
         except OSError as err:
-            skipped.append(_skip(out, root, rec.path, f"{type(err).__name__}: {err}", warn=True))
+            skipped.append(skip_image(out, root, rec.path, f"{type(err).__name__}: {err}", warn=True))
         else:
-            (out / "skipped" / f"{_file_stem(rec.key)}.json").unlink(missing_ok=True)   # readable now
+            (out / "skipped" / f"{file_stem(rec.key)}.json").unlink(missing_ok=True)   # readable now
     readable = [rec for rec in mine if rec.path in digests]
 
     # Every record this run would write, looked at before anything is computed.
@@ -854,7 +459,7 @@ def evaluate(images: str | Path, out: str | Path, *, model: str | ModelBundle = 
     reused = 0
     for rec in readable:
         for job in todo_jobs:
-            path = _record_file(out, rec.key, job)
+            path = record_file(out, rec.key, job)
             state, detail = _record_state(path, rec.key, job, digests[rec.path], expected[job])
             if state == "done":
                 reused += 1
@@ -868,7 +473,7 @@ def evaluate(images: str | Path, out: str | Path, *, model: str | ModelBundle = 
         raise _mismatch_error(differs, records_dir)
     if invalid:
         warnings.warn(f"recomputing {len(invalid)} invalid record file(s) under {str(records_dir)!r}: "
-                      f"{_listing(invalid)}.", InvalidRecordWarning, stacklevel=2)
+                      f"{listing(invalid)}.", InvalidRecordWarning, stacklevel=2)
 
     run = {"images_dir": str(Path(images)), "n_images": len(folder), "shard": (k, n_shards), "provenance": versions()}
     claims = records_dir / ".claims"
@@ -889,25 +494,25 @@ def evaluate(images: str | Path, out: str | Path, *, model: str | ModelBundle = 
                 try:
                     arrays[rec.path] = rec.load()
                 except Exception as err:  # any decoding failure skips the file (PIL raises many types)
-                    skipped.append(_skip(out, root, rec.path, f"{type(err).__name__}: {err}", warn=True))
+                    skipped.append(skip_image(out, root, rec.path, f"{type(err).__name__}: {err}", warn=True))
                     bar.update(todo)
             for job in todo_jobs:
                 group = [rec for rec in images_group if (job, rec.path) in pending and rec.path in arrays]
                 held: dict[Path, tuple[Path, dict[str, Any]]] = {}
                 try:
                     for rec in group:
-                        record_path = _record_file(out, rec.key, job)
-                        claim = claims / f"{record_path.stem}.claim"
-                        token = _claim(claim, stale_seconds)
+                        record_path = record_file(out, rec.key, job)
+                        claim_path = claims / f"{record_path.stem}.claim"
+                        token = claim(claim_path, stale_seconds)
                         if token is not None and _record_state(record_path, rec.key, job, digests[rec.path],
                                                                expected[job])[0] == "done":
-                            _release(claim, token)          # another process finished it since the scan
+                            release(claim_path, token)     # another process finished it since the scan
                             token = None
                         if token is None:
                             elsewhere += 1
                             bar.update(1)
                         else:
-                            held[rec.path] = (claim, token)
+                            held[rec.path] = (claim_path, token)
                     todo_recs = [rec for rec in group if rec.path in held]
                     if not todo_recs:
                         continue
@@ -919,12 +524,12 @@ def evaluate(images: str | Path, out: str | Path, *, model: str | ModelBundle = 
                     for i, rec in enumerate(todo_recs):
                         record = make_record(bundle, rec, job, top[i], probs[i], result, info, i,
                                              image_sha256=digests[rec.path], **run)
-                        written.append(write_json(_record_file(out, rec.key, job), record))
-                        _release(*held.pop(rec.path))
+                        written.append(write_json(record_file(out, rec.key, job), record))
+                        release(*held.pop(rec.path))
                         bar.update(1)
                 finally:
-                    for claim, token in held.values():
-                        _release(claim, token)
+                    for claim_path, token in held.values():
+                        release(claim_path, token)
     return EvaluationRun(written=written, reused=reused, skipped_images=skipped, claimed_elsewhere=elsewhere)
 
 
@@ -932,60 +537,6 @@ def _check_resolutions(todo_jobs: list[Job], bundle: ModelBundle) -> None:
     for job in todo_jobs:
         if job.resolution is not None:
             checks.integer("resolutions", job.resolution, low=1, high=min(bundle.input_size))
-
-
-def _looks_like_record(payload: Any) -> bool:
-    """A JSON file beside ``igospp explain``'s figures that is meant as a record (else someone else's file)."""
-    return isinstance(payload, dict) and "method" in payload and ("deletion_auc" in payload
-                                                                  or "insertion_auc" in payload)
-
-
-def load_records(out: str | Path) -> list[dict[str, Any]]:
-    """Every valid record of a run: ``out/records/*.json`` (``igospp evaluate``, one run or several
-    shards) and ``out/*.json`` (``igospp explain``).
-
-    Invalid records (:func:`record_problem`: unreadable, not JSON, ``{}``, unrelated JSON in
-    ``records/``, a missing key, a ``null`` AUC, a record of an older igospp...) are left out
-    with one :class:`InvalidRecordWarning` naming each file and its problem; rerunning the
-    ``evaluate`` command that wrote them recomputes them. JSON files directly in ``out`` that
-    do not look like records (no ``method`` and AUC) are someone else's and are ignored.
-
-    Args:
-        out: the output folder of :func:`evaluate` or of ``igospp explain``.
-
-    Returns:
-        The records, ``records/`` first, each folder in file-name order.
-
-    Raises:
-        FileNotFoundError: when ``out`` holds no valid record.
-
-    Example:
-        >>> import tempfile
-        >>> load_records(tempfile.mkdtemp())     # doctest: +ELLIPSIS
-        Traceback (most recent call last):
-        ...
-        FileNotFoundError: no records under '...': run `igospp evaluate --out ...` or ... first.
-    """
-    root = Path(out)
-    files = sorted((root / "records").glob("*.json")) + sorted(root.glob("*.json"))
-    if not files:
-        raise FileNotFoundError(f"no records under {str(root)!r}: run `igospp evaluate --out {out}` or "
-                                f"`igospp explain IMAGE --out {out}` first.")
-    records, problems = [], []
-    for path in files:
-        payload, problem = _read_record(path)
-        if problem is None:
-            records.append(payload)
-        elif path.parent != root or _looks_like_record(payload):
-            problems.append((path.relative_to(root).as_posix(), problem))
-    if problems:
-        warnings.warn(f"left out {len(problems)} invalid record file(s) under {str(root)!r}: {_listing(problems)}. "
-                      "Rerun the `igospp evaluate` command that wrote them to recompute them, or delete them.",
-                      InvalidRecordWarning, stacklevel=2)
-    if not records:
-        raise FileNotFoundError(f"no readable records under {str(root)!r} (JSON files there: {len(files)}, "
-                                f"invalid records: {len(problems)}).")
-    return records
 
 
 def _fmt(mean: float | None, se: float | None) -> str:
@@ -1048,8 +599,8 @@ class Summary:
         """The notes, then one sentence on the skipped image files (if any): what the table's readers must know."""
         lines = list(self.notes)
         if self.skipped:
-            shown = ", ".join(f"{s['key']} ({s['reason']})" for s in self.skipped[:_SHOWN])
-            more = f" and {len(self.skipped) - _SHOWN} more" if len(self.skipped) > _SHOWN else ""
+            shown = ", ".join(f"{s['key']} ({s['reason']})" for s in self.skipped[:SHOWN])
+            more = f" and {len(self.skipped) - SHOWN} more" if len(self.skipped) > SHOWN else ""
             lines.append(f"{len(self.skipped)} image file(s) could not be read and are in no row: {shown}{more}.")
         return lines
 
@@ -1188,7 +739,7 @@ def summarize(records: list[dict[str, Any]], *, skipped: Sequence[dict[str, str]
     if not records:
         raise ValueError("records is empty: nothing to summarize.")
     for i, r in enumerate(records):
-        problem = _problem(r, _REQUIRED)
+        problem = record_problem_in(r, REQUIRED)
         if problem is not None:
             where = f" ({r.get('path') or r.get('key')})" if isinstance(r, dict) and (r.get("path") or r.get("key")) \
                 else ""
@@ -1233,7 +784,7 @@ def summarize(records: list[dict[str, Any]], *, skipped: Sequence[dict[str, str]
     for row, ids in zip(rows, image_sets, strict=True):
         if ids != every:
             missing = sorted(labels[i] for i in every - ids)
-            shown = ", ".join(missing[:_SHOWN]) + (f" and {len(missing) - _SHOWN} more" if len(missing) > _SHOWN
+            shown = ", ".join(missing[:SHOWN]) + (f" and {len(missing) - SHOWN} more" if len(missing) > SHOWN
                                                    else "")
             notes.append(f"{row['name']} {row['resolution']} averages {len(ids)} of the {len(every)} images "
                          f"(missing: {shown}); compare rows over the same images (paired()).")
