@@ -33,8 +33,8 @@ from bench_explain import _load_folder
 from common import device_name
 
 import igospp
-from igospp.stats import paired_difference
 from igospp.storage import write_json
+from igospp.studies.stats import paired_difference
 
 AUCS = ("legacy_deletion_auc", "legacy_insertion_auc", "deletion_auc", "insertion_auc")
 

@@ -5,7 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 from hypothesis import settings
+from PIL import Image
 from torch import nn
+
+import igospp
+from igospp.models import ModelBundle
 
 # Property tests draw the same examples on every run, so CI is reproducible.
 settings.register_profile("igospp", derandomize=True, deadline=None, print_blob=True)
@@ -92,3 +96,41 @@ def pytest_collectstart(collector):
         collector.skip_compare += ("stderr", "image/svg+xml", "application/javascript",
                                    "application/papermill.record/image/png", "text/html",
                                    "application/vnd.jupyter.widget-state+json")
+
+
+#: The classes of :func:`tiny_bundle`.
+CLASSES = ["tabby", "tiger cat", "Egyptian cat", "espresso", "cup"]
+
+
+def tiny_bundle() -> ModelBundle:
+    """A seeded convolutional classifier of five classes on 32 x 32 images: every method runs in a moment."""
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.Tanh(), nn.AdaptiveAvgPool2d(4), nn.Flatten(),
+                          nn.Linear(64, len(CLASSES)))
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen) * 0.5)
+    return ModelBundle("tiny", model.eval().requires_grad_(False), (32, 32), class_names=CLASSES)
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("photos")
+    for name, image in igospp.sample_images(["chelsea", "coffee"]).items():
+        Image.fromarray(image).save(folder / f"{name}.png")
+    return folder
+
+
+@pytest.fixture
+def metric_batch_sizes(monkeypatch):
+    """A spy on the runner's insertion/deletion metric: the list of the ``batch_size`` of every call."""
+    from igospp.studies import benchmark
+
+    seen, metric = [], benchmark.insertion_deletion
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["batch_size"])
+        return metric(*args, **kwargs)
+
+    monkeypatch.setattr(benchmark, "insertion_deletion", spy)
+    return seen

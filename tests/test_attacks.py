@@ -3,14 +3,19 @@
 import pytest
 import torch
 
-import igospp.attacks as attacks
+import igospp.studies.attacks as attacks
 
 from .conftest import SmoothModel
 
 
 def linear():
-    torch.manual_seed(0)
-    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 4 * 4, 5)).eval()
+    """A seeded linear classifier, its parameters drawn as PyTorch's default U(-1/sqrt(48), 1/sqrt(48))."""
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 4 * 4, 5)).eval()
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_((2 * torch.rand(p.shape, generator=g) - 1) / 48**0.5)
+    return model
 
 
 def test_one_step_without_momentum_is_targeted_fgsm():
@@ -47,7 +52,7 @@ def test_budget_and_valid_range_are_respected_and_the_target_is_reached():
 
 
 def test_bad_arguments_are_named():
-    model, x = linear(), torch.rand(2, 3, 4, 4)
+    model, x = linear(), torch.rand(2, 3, 4, 4, generator=torch.Generator().manual_seed(3))
     with pytest.raises(ValueError, match="steps must be a positive integer"):
         attacks.mi_fgsm(model, x, 1, steps=0)
     with pytest.raises(ValueError, match=r"target classes must be in \[0, 5\)"):

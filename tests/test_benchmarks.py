@@ -105,3 +105,14 @@ def test_gpu_quality_script_candidates_are_valid_config_fields():
     for _, fields in candidates:
         igospp.Config(**json.loads(fields))
     assert subprocess.run(["bash", "-n", str(BENCH / "gpu_quality.sh")]).returncode == 0
+
+
+def test_bench_batch_size_records_the_differences(tmp_path):
+    out = tmp_path / "bs.json"
+    run = _run("bench_batch_size.py", "--iterations", "1", "--ig-steps", "2", "--resolution", "7",
+               "--path-images", "6", "--threads", "1", "--out", str(out))
+    assert run.returncode == 0, run.stderr
+    r = json.loads(out.read_text())
+    assert r["settings"]["batch_sizes"] == [3, 8] and set(r["forward"]) == {"model", "accelerated"}
+    assert 0 <= r["explain"]["max_abs_mask_diff"] < 0.05
+    assert all(v < 1e-3 for v in r["metric"]["same_saliency"].values())

@@ -1,6 +1,14 @@
-"""The igospp command line, end to end on bundled photos with small iteration counts."""
+"""The igospp command line: end to end on bundled photos with the real model and tiny settings,
+and its plumbing (flags, targets, shards, errors) on a tiny model.
 
+The runner behind ``igospp evaluate`` (records, resuming, shards, summaries) is tested in
+test_benchmark.py, the atomic writes in test_storage.py and the paper's tables in test_paper.py.
+"""
+
+import dataclasses
+import errno
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,67 +19,55 @@ import torch
 from PIL import Image
 
 import igospp
-from igospp.cli import main
+from igospp import storage
+from igospp.cli import build_parser, main
+from igospp.methods import REGISTRY, MethodOptions
+from igospp.studies.benchmark import DEFAULT_METHODS, RECORD_KEYS
 
-FAST = ["--iterations", "1", "--ig-steps", "2"]
+from .conftest import tiny_bundle
 
-
-@pytest.fixture(scope="module")
-def photos(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("photos")
-    for name, image in igospp.sample_images(["chelsea", "coffee"]).items():
-        Image.fromarray(image).save(folder / f"{name}.png")
-    return folder
+FAST = ["--iterations", "1", "--ig-steps", "2"]                     # iGOS++'s settings, tiny
 
 
+@pytest.fixture
+def tiny(monkeypatch):
+    """The command line loads the tiny model whatever ``--model`` names."""
+    monkeypatch.setattr("igospp.cli.load_model", lambda name, device="auto": tiny_bundle())
+
+
+# ----------------------------------------------------------------------------- end to end, the real model
 def test_explain_writes_every_output(photos, tmp_path, capsys):
-    rc = main(["explain", str(photos / "chelsea.png"), "--resolution", "7", "--out", str(tmp_path), *FAST])
+    rc = main(["explain", str(photos / "chelsea.png"), "--resolution", "4", "--out", str(tmp_path), *FAST])
     assert rc == 0
     line = capsys.readouterr().out.strip()
-    assert line.startswith(f"{photos / 'chelsea.png'}: Egyptian cat (p=0.") and "igospp7: deletion" in line
-    stem = tmp_path / "chelsea_igospp7"
+    assert line.startswith(f"{photos / 'chelsea.png'}: Egyptian cat (p=0.") and "igospp4: deletion" in line
+    stem = tmp_path / "chelsea_igospp4"
     for suffix in ("_overlay.png", "_heatmap.png", "_curves.png", "_saliency.npy", "_mask.npy", ".json"):
         assert Path(f"{stem}{suffix}").is_file(), suffix
-    assert np.load(f"{stem}_mask.npy").shape == (7, 7)
+    assert np.load(f"{stem}_mask.npy").shape == (4, 4)
     assert Image.open(f"{stem}_overlay.png").size == (224, 224)
     record = json.loads(Path(f"{stem}.json").read_text())
-    assert record["target"]["name"] == "Egyptian cat" and 0 < record["target"]["probability"] < 1
-    assert record["protocol"]["name"] == "igospp" and record["config"]["iterations"] == 1
+    assert list(record) == list(RECORD_KEYS)                                   # the record of igospp evaluate
+    assert record["target"] == dict(record["target"], index=285, name="Egyptian cat", top1=True)
+    assert 0 < record["target"]["probability"] < 1 and record["resolution"] == "4"
+    assert record["protocol"]["name"] == "igospp" and record["method_config"]["iterations"] == 1
     assert 0 <= record["deletion_auc"] <= 1 and record["legacy_insertion_auc"] is not None
-    assert record["timings"]["method_seconds"] > 0 and record["stats"]["backward_images"] == 1 * 4 * 2
+    assert record["seconds"] > 0 and record["stats"]["backward_images"] == 1 * 4 * 2
     assert record["versions"]["torch"] and record["device"] == ("cuda:0" if torch.cuda.is_available() else "cpu")
 
 
-def test_explain_targets_by_index_and_name(photos, tmp_path, capsys):
-    assert main(["explain", str(photos / "chelsea.png"), "--method", "gradcam", "--target", "tabby",
-                 "--out", str(tmp_path)]) == 0
-    assert json.loads((tmp_path / "chelsea_gradcam.json").read_text())["target"]["index"] == 281
-    assert main(["explain", str(photos / "coffee.png"), "--method", "igos", "--resolution", "4", "--target", "967",
-                 "--out", str(tmp_path), *FAST]) == 0
-    assert "espresso" in capsys.readouterr().out
-    assert main(["explain", str(photos / "chelsea.png"), "--target", "cat", "--out", str(tmp_path)]) == 2
-    assert "matches several classes" in capsys.readouterr().err
-
-
-@pytest.mark.parametrize("args, message", [
-    (["explain", "missing.png"], "image 'missing.png' does not exist"),
-    (["explain", "{photo}", "--method", "lime"], "unknown method 'lime'"),
-    (["explain", "{photo}", "--model", "alexnet"], "unknown model 'alexnet'"),
-    (["explain", "{photo}", "--resolution", "300"], "larger than the model's input"),
-    (["explain", "{photo}", "--resolution", "0"], "--resolution must be a positive integer"),
-    (["explain", "{photo}", "--target", "1000"], "out of range"),
-    (["evaluate", "--images", "{folder}", "--shard", "2/2"], "0 <= K < N"),
-    (["evaluate", "--images", "{folder}", "--methods", "igospp,lime"], "unknown method"),
-    (["evaluate", "--images", "{folder}", "--resolutions", "7,x"], "comma-separated integers"),
-    (["evaluate", "--images", "{folder}", "--resolutions", "500"], "exceed the model's input size"),
-    (["evaluate", "--images", "nowhere"], "is not a folder"),
-    (["summarize", "nowhere"], "no records"),
-])
-def test_errors_are_one_line_with_status_2(photos, args, message, capsys):
-    args = [a.format(photo=photos / "chelsea.png", folder=photos) for a in args]
-    assert main(args) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("igospp: error:") and message in err and "\n" not in err
+def test_evaluate_and_summarize_print_the_table(tmp_path, capsys):
+    out = str(tmp_path)
+    assert main(["evaluate", "--images", "bundled", "--n", "1", "--methods", "igospp", "--resolutions", "4", *FAST,
+                 "--no-progress", "--out", out]) == 0
+    printed = capsys.readouterr().out
+    assert "wrote 1 new record(s)" in printed and "| iGOS++ | 4x4 | 1 |" in printed
+    assert "model: efficientnet_lite0; protocol: igospp" in printed
+    csv = (tmp_path / "summary.csv").read_text().splitlines()
+    assert csv[0].startswith("# model: efficientnet_lite0") and csv[1].startswith("method,name,resolution,n")
+    assert len(csv) == 2 + 1
+    assert main(["summarize", out]) == 0
+    assert "| iGOS++ | 4x4 | 1 |" in capsys.readouterr().out
 
 
 def test_console_script_and_no_gpu(photos):
@@ -80,122 +76,249 @@ def test_console_script_and_no_gpu(photos):
         pytest.skip("the igospp console script is not installed in this environment")
     out = subprocess.run([str(exe), "--version"], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.strip() == f"igospp {igospp.__version__}"
-    if not igospp.models.torch.cuda.is_available():
+    if not torch.cuda.is_available():
         out = subprocess.run([str(exe), "explain", str(photos / "chelsea.png"), "--device", "cuda"],
                              capture_output=True, text=True)
-        assert out.returncode == 2 and "CUDA is not available" in out.stderr and "Traceback" not in out.stderr
+        assert out.returncode == 2 and "--device" in out.stderr and "CUDA is not available" in out.stderr
+        assert "Traceback" not in out.stderr
 
 
-def test_evaluate_resumes_shards_and_summarizes(photos, tmp_path, capsys):
-    args = ["evaluate", "--images", str(photos), "--methods", "igospp,gradcam,rise", "--resolutions", "4",
-            "--rise-masks", "8", "--no-progress", *FAST]
-    assert main([*args, "--out", str(tmp_path / "run")]) == 0
-    out = capsys.readouterr().out
-    assert "wrote 6 new record(s)" in out and "| iGOS++ | 4x4 | 2 |" in out and "| Grad-CAM | 7x7 | 2 |" in out
-    assert "| RISE | 224x224 | 2 |" in out and "protocol: igospp" in out
-    records = sorted((tmp_path / "run" / "records").glob("*.json"))
-    assert len(records) == 6
-    rec = json.loads(records[0].read_text())
-    assert {"deletion_auc", "insertion_auc", "seconds", "protocol", "curves", "target", "versions"} <= set(rec)
-    csv = (tmp_path / "run" / "summary.csv").read_text().splitlines()
-    assert csv[0].startswith("# model: efficientnet_lite0") and csv[1].startswith("method,name,resolution,n")
-    assert len(csv) == 2 + 3
-
-    records[0].unlink()                                                   # an interrupted run resumes
-    assert main([*args, "--out", str(tmp_path / "run")]) == 0
-    assert "wrote 1 new record(s)" in capsys.readouterr().out
-
-    shard_args = ["evaluate", "--images", str(photos), "--methods", "gradcam", "--no-progress",
-                  "--out", str(tmp_path / "sharded")]
-    assert main([*shard_args, "--shard", "0/2"]) == 0 and main([*shard_args, "--shard", "1/2"]) == 0
-    assert "once every shard has finished" in capsys.readouterr().out
-    assert main(["summarize", str(tmp_path / "sharded")]) == 0
-    assert "| Grad-CAM | 7x7 | 2 |" in capsys.readouterr().out
+# ----------------------------------------------------------------------------- the flags, on the tiny model
+def test_method_flags_are_the_fields_of_method_options():
+    parser = build_parser()
+    for command in (["explain", "x.png"], ["evaluate", "--images", "x"]):
+        for field in dataclasses.fields(MethodOptions):
+            args = parser.parse_args([*command, "--" + field.name.replace("_", "-"), "5"])
+            assert getattr(args, field.name) == 5, (command[0], field.name)
+    assert parser.parse_args(["evaluate", "--images", "x"]).methods == ",".join(DEFAULT_METHODS)
+    assert set(DEFAULT_METHODS) <= set(REGISTRY)
 
 
-def test_shard_auto_reads_torchrun_and_slurm(monkeypatch):
-    from igospp.cli import _shard
+def test_explain_targets_by_index_and_name(photos, tmp_path, capsys, tiny):
+    args = [str(photos / "chelsea.png"), "--method", "rise", "--rise-masks", "4", "--out", str(tmp_path)]
+    assert main(["explain", *args, "--target", "tabby"]) == 0                    # an exact name
+    assert json.loads((tmp_path / "chelsea_rise.json").read_text())["target"]["index"] == 0
+    assert main(["explain", *args, "--target", "esp"]) == 0                      # a unique substring
+    assert main(["explain", *args, "--target", "4"]) == 0                        # an index
+    printed = capsys.readouterr().out.splitlines()
+    assert [line.split(": ")[1].split(" (")[0] for line in printed] == ["tabby", "espresso", "cup"]
+    assert main(["explain", *args, "--target", "cat"]) == 2
+    assert "--target 'cat' matches several classes ('tiger cat', 'Egyptian cat')" in capsys.readouterr().err
 
+
+def test_batch_size_reaches_the_method_and_the_metric(photos, tmp_path, metric_batch_sizes, tiny):
+    seen = metric_batch_sizes
+    assert main(["evaluate", "--images", str(photos), "--methods", "mask,rise", "--resolutions", "4",
+                 "--iterations", "1", "--rise-masks", "4", "--batch-size", "3", "--no-progress",
+                 "--out", str(tmp_path)]) == 0
+    assert seen == [3] * 4
+    records = [json.loads(p.read_text()) for p in (tmp_path / "records").glob("*.json")]
+    assert [r["method_config"]["batch_size"] for r in records] == [3] * 4
+    assert main(["explain", str(photos / "chelsea.png"), "--method", "rise", "--rise-masks", "4", "--batch-size", "2",
+                 "--out", str(tmp_path)]) == 0
+    record = json.loads((tmp_path / "chelsea_rise.json").read_text())
+    assert seen[-1] == 2 and record["method_config"]["batch_size"] == 2
+
+
+@pytest.mark.parametrize("env, printed, records", [
+    ({}, "| RISE | 32x32 | 2 |", 2),
+    ({"SLURM_ARRAY_TASK_COUNT": "4", "SLURM_ARRAY_TASK_ID": "6", "SLURM_ARRAY_TASK_MIN": "5"}, "shard 1/4 done", 1),
+    ({"WORLD_SIZE": "2", "RANK": "1", "SLURM_ARRAY_TASK_COUNT": "4"}, "shard 1/2 done", 1),   # torchrun first
+])
+def test_shard_auto_reads_torchrun_and_slurm(photos, tmp_path, capsys, monkeypatch, tiny, env, printed, records):
     for var in ("WORLD_SIZE", "RANK", "SLURM_ARRAY_TASK_COUNT", "SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_MIN"):
         monkeypatch.delenv(var, raising=False)
-    assert _shard("auto") == (0, 1) and _shard("3/8") == (3, 8)
-    monkeypatch.setenv("SLURM_ARRAY_TASK_COUNT", "4")
-    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "6")
-    monkeypatch.setenv("SLURM_ARRAY_TASK_MIN", "5")
-    assert _shard("auto") == (1, 4)
-    monkeypatch.setenv("WORLD_SIZE", "2")
-    monkeypatch.setenv("RANK", "1")
-    assert _shard("auto") == (1, 2)
+    for var, value in env.items():
+        monkeypatch.setenv(var, value)
+    assert main(["evaluate", "--images", str(photos), "--methods", "rise", "--rise-masks", "4", "--shard", "auto",
+                 "--no-progress", "--out", str(tmp_path)]) == 0
+    assert printed in capsys.readouterr().out
+    assert len(list((tmp_path / "records").glob("*.json"))) == records
 
 
-def test_mask_keeps_its_plain_gradient_when_ig_steps_is_given():
-    from igospp.evaluation import Job, _options
-
-    assert "ig_steps" not in _options(Job("mask", 28), {"ig_steps": 5, "iterations": 3})
-    assert _options(Job("igos", 28), {"ig_steps": 5, "iterations": 3}) == {"ig_steps": 5, "iterations": 3}
-    assert _options(Job("rise", None), {"rise_masks": 10, "ig_steps": 5}) == {"n_masks": 10}
-
-
-def test_summaries_refuse_mixed_protocols(tmp_path):
-    from igospp.evaluation import summarize
-
-    a = {"model": "m", "protocol": {"name": "igospp"}, "method": "igos", "resolution": "7", "deletion_auc": 0.1,
-         "insertion_auc": 0.5, "seconds": 1.0, "images_dir": "x", "device": "cpu"}
-    with pytest.raises(ValueError, match="not comparable"):
-        summarize([a, dict(a, protocol={"name": "rise"})])
-    one = summarize([a, dict(a, deletion_auc=0.3)])
-    assert one.rows[0]["deletion_mean"] == pytest.approx(0.2) and one.rows[0]["deletion_se"] == pytest.approx(0.1)
+def test_explain_reads_a_16_bit_image_as_its_8_bit_twin(tmp_path, capsys, tiny):
+    grey = np.random.default_rng(0).integers(0, 256, size=(40, 48)).astype(np.uint16)
+    Image.fromarray(grey.astype(np.uint8)).save(tmp_path / "grey8.png")
+    Image.fromarray(grey * 257).save(tmp_path / "grey16.png")                 # PIL mode I;16, the same picture
+    assert Image.open(tmp_path / "grey16.png").mode == "I;16"
+    out = tmp_path / "out"
+    assert main(["explain", str(tmp_path / "grey8.png"), str(tmp_path / "grey16.png"), "--method", "rise",
+                 "--rise-masks", "4", "--out", str(out)]) == 0
+    eight, sixteen = (json.loads((out / f"{name}_rise.json").read_text()) for name in ("grey8", "grey16"))
+    assert sixteen["target"] == eight["target"] and sixteen["deletion_auc"] == eight["deletion_auc"]
 
 
-def test_atomic_writes_leave_ordinary_files_and_no_temporaries(tmp_path):
-    import os
-    import stat
+# ----------------------------------------------------------------------------- output folders and OS errors
+def test_summarize_proves_its_folder_writable_before_writing(photos, tmp_path, capsys, monkeypatch, tiny):
+    out = tmp_path / "eval"
+    assert main(["evaluate", "--images", str(photos), "--methods", "rise", "--rise-masks", "4", "--no-progress",
+                 "--out", str(out)]) == 0
+    for name in ("summary.md", "summary.csv"):
+        (out / name).unlink()
+    capsys.readouterr()
+    mkstemp = storage.tempfile.mkstemp
 
-    from igospp.storage import read_json, write_json
+    def read_only(*args, dir=None, **kwargs):                                # a read-only mount, even for root
+        if Path(dir) == out:
+            raise PermissionError(errno.EROFS, "Read-only file system")
+        return mkstemp(*args, dir=dir, **kwargs)
 
-    path = write_json(tmp_path / "sub" / "r.json", {"a": 1})
-    umask = os.umask(0)
-    os.umask(umask)
-    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
-    assert read_json(path) == {"a": 1} and read_json(tmp_path / "missing.json") is None
-    assert [p.name for p in path.parent.iterdir()] == ["r.json"]
-
-
-def test_ablations_are_igospp_with_one_field_replaced_and_bundled_photos_need_no_folder(tmp_path, capsys):
-    from igospp.evaluation import ABLATIONS, Job, _options, jobs
-
-    assert {j.key for j in jobs(["igospp_nobtv", "gradcam"], [7, 28])} == {"igospp_nobtv7", "igospp_nobtv28",
-                                                                         "gradcam"}
-    with pytest.raises(ValueError, match="unknown method.*igospp_nonoise"):
-        jobs(["igospp_nothing"], [7])
-    assert _options(Job("mask", 28), {"iterations": 3, "mask_iterations": 50}) == {"iterations": 50}
-    assert _options(Job("igos", 28), {"iterations": 3, "mask_iterations": 50}) == {"iterations": 3}
-    args = ["evaluate", "--images", "bundled", "--n", "1", "--methods", ",".join(ABLATIONS), "--resolutions", "4",
-            "--no-progress", "--out", str(tmp_path), *FAST]
-    assert main(args) == 0
-    out = capsys.readouterr().out
-    for name in ("iGOS++ (no noise)", "iGOS++ (fix step size)", "iGOS++ (no BTV)"):
-        assert f"| {name} | 4x4 | 1 |" in out
-    assert len(list((tmp_path / "bundled").glob("*.png"))) == len(igospp.SAMPLE_IMAGES)
-    configs = {r["method"]: r["method_config"] for r in
-               (json.loads(p.read_text()) for p in (tmp_path / "records").glob("*.json"))}
-    base = igospp.Config.igospp(4, iterations=1, ig_steps=2).to_dict()
-    for name, (_, changes) in ABLATIONS.items():
-        differ = {k for k in base if configs[name][k] != base[k] and k != "seed"}
-        assert differ == set(changes), name
-    assert main(["evaluate", "--images", "nowhere", "--methods", "gradcam"]) == 2
-    assert "'bundled' for the bundled photos" in capsys.readouterr().err
+    monkeypatch.setattr(storage.tempfile, "mkstemp", read_only)
+    assert main(["summarize", str(out)]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == f"igospp: error: summarize's folder {str(out)!r} is not writable (Read-only file " \
+                           "system); give a folder you can write to.\n"
+    assert captured.out == "" and sorted(p.name for p in out.iterdir()) == ["records"]
 
 
-def test_paper_tables_render_beside_reproduced_rows():
-    import igospp.paper as paper
+def test_an_os_error_during_the_work_is_one_line_and_status_2(photos, tmp_path, capsys, tiny):
+    out = tmp_path / "eval"
+    (out / "summary.md").mkdir(parents=True)                                   # the summary cannot replace it
+    assert main(["evaluate", "--images", str(photos), "--methods", "rise", "--rise-masks", "4", "--no-progress",
+                 "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("igospp: error: [Errno 21] Is a directory") and err.count("\n") == 1, err
+    assert "Traceback" not in err
 
-    row = dict(method="gradcam", name="Grad-CAM", resolution="7x7", n=1, deletion_mean=0.2,
-               deletion_se=float("nan"), insertion_mean=0.5, insertion_se=float("nan"))
-    last = paper.side_by_side([row], paper.TABLE2).splitlines()[-1]
-    assert last == "| Grad-CAM | 7x7 | 1 | -- | 0.2000 | 0.1527 | -- | 0.5000 | 0.5938 |"    # matched by method alone
-    row = dict(row, method="mask", name="Mask")
-    assert "| 0.1753 |" in paper.side_by_side([row], paper.TABLE2, coarse={7: 14})
-    assert "| -- |" in paper.side_by_side([row], paper.TABLE2)
-    # Table 3 repeats Table 1's I-GOS and iGOS++ rows.
-    assert all(paper.TABLE3[k] == paper.TABLE1[k] for k in paper.TABLE3 if k in paper.TABLE1)
+
+def test_evaluate_refuses_records_made_with_other_settings_unless_overwrite(photos, tmp_path, capsys, tiny):
+    run = ["evaluate", "--images", str(photos), "--methods", "rise", "--no-progress", "--out", str(tmp_path)]
+    assert main([*run, "--rise-masks", "4"]) == 0
+    assert "wrote 2 new record(s), reused 0 (records under " in capsys.readouterr().out
+    assert main([*run, "--rise-masks", "4"]) == 0
+    assert "wrote 0 new record(s), reused 2 (records under " in capsys.readouterr().out
+    assert main([*run, "--rise-masks", "5"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count("\n") == 1 and "(igospp evaluate --overwrite)" in captured.err
+    assert main([*run, "--rise-masks", "5", "--overwrite"]) == 0
+    assert "wrote 2 new record(s), reused 0 (records under " in capsys.readouterr().out
+
+
+# ----------------------------------------------------------------------------- bad inputs: one line, status 2
+# Placeholders: {photo} a photo; {given} a folder holding a copy of it as chelsea.png, a truncated copy
+# broken.png, a file notes.txt and a run folder run/ whose records/ is a file; {out} a fresh output folder.
+# Environment variables per row.
+EXPLAIN = ["explain", "{photo}", "--out", "{out}"]
+EVALUATE = ["evaluate", "--images", "{folder}", "--methods", "rise", "--no-progress", "--out", "{out}"]
+SHARD_VARIABLES = ("WORLD_SIZE", "RANK", "SLURM_ARRAY_TASK_COUNT", "SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_MIN")
+ON_LINUX = pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+NO_MPS = pytest.mark.skipif(torch.backends.mps.is_available(), reason="this machine has Apple's MPS")
+
+
+def bad(argv, message, marks=(), **env):
+    """One row of the table: the command line, a fragment of its one-line error, environment variables."""
+    return pytest.param(argv, message, env, marks=marks, id=message[:50])
+
+
+BAD_INPUTS = [
+    bad(["explain", "missing.png"], "image 'missing.png' does not exist"),
+    bad(["explain", "{given}"], "is a folder, not an image file"),
+    bad(["explain", "{given}/broken.png"], "/broken.png' is truncated or corrupt and cannot be decoded in full"),
+    bad([*EXPLAIN, "--method", "lime"], "--method must be one of ('gradcam', "),
+    bad([*EXPLAIN, "--model", "alexnet"], "--model must be one of ('efficientnet_lite0', 'resnet50', 'vgg19'), "
+                                          "got 'alexnet'. Any timm model works too"),
+    bad([*EXPLAIN, "--device", "gpu"], "--device: device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got 'gpu'"),
+    bad([*EXPLAIN, "--device", "mps"], "--device: device 'mps' was asked for but ", marks=NO_MPS),
+    bad([*EXPLAIN, "--device", "cuda:99"], "--device: device 'cuda:99' "),
+    bad([*EXPLAIN, "--resolution", "0"], "--resolution must be a positive integer, got 0"),
+    bad([*EXPLAIN, "--resolution", "33"], "--resolution must be an integer >= 1 and <= 32, got 33"),
+    bad([*EXPLAIN, "--target", "5"], "--target must be an integer >= 0 and <= 4, got 5"),
+    bad([*EXPLAIN, "--target", "-1"], "--target must be an integer >= 0 and <= 4, got -1"),
+    bad([*EXPLAIN, "--target", "dog"], "--target 'dog' matches no class name"),
+    bad([*EXPLAIN, "--iterations", "0"], "--iterations must be a positive integer, got 0"),
+    bad([*EXPLAIN, "--iterations", "x"], "argument --iterations: invalid int value: 'x'"),
+    bad([*EXPLAIN, "--batch-size", "-2"], "--batch-size must be a positive integer, got -2"),
+    bad([*EXPLAIN, "--seed", "-1"], "--seed must be an integer >= 0 and <= 9223372036854775807, got -1"),
+    bad([*EXPLAIN, "--protocol", "auc"], "argument --protocol: invalid choice: 'auc'"),
+    # two images that would write the same outputs (case 1)
+    bad(["explain", "a/x.png", "b/x.png"], "a/x.png and b/x.png would both write x_igospp28* in --out 'igospp-out'; "
+                                           "pass them in separate runs (with different --out) or rename one."),
+    bad(["explain", "{photo}", "{given}/chelsea.png", "--method", "rise", "--out", "{out}"],
+        "/chelsea.png would both write chelsea_rise* in --out '"),
+    bad(["explain", "a/x.png", "b/X.jpg", "--resolution", "7"], "would both write X_igospp7*"),  # case-insensitive
+    # output folders (case 10): checked before any work
+    bad([*EXPLAIN, "--out", "{given}/notes.txt"], "/notes.txt' is a file, not a folder; give a folder"),
+    bad([*EXPLAIN, "--out", "{given}/notes.txt/sub"], "/notes.txt/sub' cannot be created: '"),
+    bad([*EXPLAIN, "--out", "/proc/igospp_test"], "--out '/proc/igospp_test' cannot be created (No such file or "
+                                                  "directory); give a folder you can write to.", marks=ON_LINUX),
+    bad([*EVALUATE, "--out", "{given}/notes.txt"], "--out '"),
+    bad([*EVALUATE, "--out", "/proc/igospp_test"], "--out '/proc/igospp_test' cannot be created", marks=ON_LINUX),
+    bad([*EVALUATE, "--out", "{given}/run"], "--out's records folder '"),
+    # method settings that no chosen method reads (case 11)
+    bad([*EXPLAIN, "--method", "ig", "--ig-steps", "5"],
+        "--ig-steps is given but --method ig does not use it (Integrated Gradients' steps are --ig-path-steps); it "
+        "is used by igos, insertion, naive, igospp_nonoise, igospp_fixedstep, igospp_nobtv, igospp. Drop --ig-steps "
+        "or choose one of those methods."),
+    bad([*EXPLAIN, "--method", "ig", "--ig-steps", "0"], "--ig-steps must be a positive integer, got 0"),
+    bad([*EXPLAIN, "--ig-path-steps", "5"], "--ig-path-steps is given but --method igospp does not use it (the "
+                                            "integration steps of I-GOS, iGOS++ and their variants are --ig-steps)"),
+    bad([*EXPLAIN, "--method", "gradcam", "--seed", "1"], "--seed is given but --method gradcam does not use it; "
+                                                          "it is used by rise, mask, "),
+    bad([*EXPLAIN, "--method", "rise", "--resolution", "7"], "--resolution is given but --method rise does not use "
+                                                             "it (its resolution is fixed by the method)"),
+    bad([*EVALUATE, "--iterations", "2"], "--iterations is given but --methods rise does not use it; it is used by "
+                                          "mask, igos"),
+    bad([*EVALUATE, "--methods", "igospp,ig", "--mask-iterations", "2"],
+        "--mask-iterations is given but --methods igospp,ig does not use it (the other optimization methods' "
+        "iterations are --iterations); it is used by mask."),
+    bad([*EVALUATE, "--methods", "gradcam,rise", "--resolutions", "7"], "--resolutions is given but --methods "
+                                                                        "gradcam,rise does not use it"),
+    bad([*EVALUATE, "--methods", "gradcam", "--seed", "3"], "--seed is given but --methods gradcam does not use it"),
+    # evaluate's own flags, shards and their environment (case 15)
+    bad([*EVALUATE, "--device", "mps"], "--device: device 'mps' was asked for but ", marks=NO_MPS),
+    bad([*EVALUATE, "--shard", "2/2"], "--shard K must be an integer >= 0 and <= 1, got 2"),
+    bad([*EVALUATE, "--shard", "0/0"], "--shard N must be a positive integer, got 0"),
+    bad([*EVALUATE, "--shard", "half"], "--shard must look like K/N (e.g. 0/4) or be 'auto', got 'half'"),
+    bad([*EVALUATE, "--shard", "auto"], "--shard auto: the environment variable WORLD_SIZE must be an integer, "
+                                        "got 'two'.", WORLD_SIZE="two"),
+    bad([*EVALUATE, "--shard", "auto"], "--shard auto: the environment variable RANK must be an integer, got '1.0'.",
+        WORLD_SIZE="2", RANK="1.0"),
+    bad([*EVALUATE, "--shard", "auto"], "--shard auto: the environment variable SLURM_ARRAY_TASK_ID must be an "
+                                        "integer, got ''.", SLURM_ARRAY_TASK_COUNT="4", SLURM_ARRAY_TASK_ID=""),
+    bad([*EVALUATE, "--shard", "auto"], "--shard auto: the environment variable SLURM_ARRAY_TASK_COUNT must be an "
+                                        "integer, got '4x'.", SLURM_ARRAY_TASK_COUNT="4x", SLURM_ARRAY_TASK_ID="1"),
+    bad([*EVALUATE, "--shard", "auto"], "--shard auto: WORLD_SIZE must be a positive integer, got 0",
+        WORLD_SIZE="0"),
+    bad([*EVALUATE, "--methods", "igospp,lime"], "--methods must be one of ('gradcam', "),
+    bad([*EVALUATE, "--methods", ","], "--methods must list at least one of gradcam, ig, rise"),
+    bad([*EVALUATE, "--methods", "mask", "--resolutions", "7,x"],
+        "--resolutions must be comma-separated integers, got '7,x'"),
+    bad([*EVALUATE, "--methods", "mask", "--resolutions", "0"], "--resolutions must be a positive integer, got 0"),
+    bad([*EVALUATE, "--methods", "mask", "--resolutions", "64"],
+        "--resolutions must be an integer >= 1 and <= 32, got 64"),
+    bad([*EVALUATE, "--n", "0"], "--n must be a positive integer, got 0"),
+    bad([*EVALUATE, "--batch-images", "0"], "--batch-images must be a positive integer, got 0"),
+    bad([*EVALUATE, "--rise-masks", "0"], "--rise-masks must be a positive integer, got 0"),
+    bad([*EVALUATE, "--mask-iterations", "0"], "--mask-iterations must be a positive integer, got 0"),
+    bad(["evaluate", "--images", "nowhere"], "--images 'nowhere' is not a folder (or 'bundled' for the bundled "
+                                             "photos)"),
+    bad(["evaluate"], "the following arguments are required: --images"),
+    bad(["summarize", "nowhere"], "no records under 'nowhere'"),
+    bad(["compare"], "argument command: invalid choice: 'compare'"),
+]
+
+
+@pytest.mark.parametrize("argv, message, env", BAD_INPUTS)
+def test_bad_inputs_print_one_line_naming_the_flag_and_exit_2(photos, tmp_path, capsys, monkeypatch, tiny, argv,
+                                                              message, env):
+    given, cwd, out = tmp_path / "given", tmp_path / "cwd", tmp_path / "out"
+    (given / "run").mkdir(parents=True)
+    (given / "run" / "records").write_text("a file where the records folder goes")
+    (given / "notes.txt").write_text("a file")
+    shutil.copy(photos / "chelsea.png", given)
+    (given / "broken.png").write_bytes((photos / "chelsea.png").read_bytes()[:2000])    # a download cut short
+    before = sorted((p.relative_to(given), p.is_file() and p.stat().st_mtime_ns) for p in given.rglob("*"))
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)                                                     # default --out folders land here
+    for var in SHARD_VARIABLES:
+        monkeypatch.delenv(var, raising=False)
+    for var, value in env.items():
+        monkeypatch.setenv(var, value)
+    argv = [a.format(photo=photos / "chelsea.png", folder=photos, given=given, out=out) for a in argv]
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert err.startswith("igospp: error:") and message in err and "\n" not in err, err
+    assert captured.out == ""                                                  # nothing ran ...
+    assert not list(cwd.iterdir()) and not out.exists()                        # ... nothing was written
+    assert sorted((p.relative_to(given), p.is_file() and p.stat().st_mtime_ns) for p in given.rglob("*")) == before

@@ -34,9 +34,10 @@ def _cells_touching_patch(size=16, pixels=64, rows=(24, 32), cols=(40, 48)):
 
 
 @pytest.mark.parametrize("method", igospp.METHODS)
-def test_cells_out_of_reach_of_the_patch_stay_exactly_one(method):  # 10.1.10
+def test_cells_out_of_reach_of_the_patch_stay_exactly_one(method):
     """Outside the patch I == B, so the integrated gradient of every cell whose footprint misses the
-    patch is exactly 0 whatever the noise, and the regulariser's gradient is exactly 0 at M = 1.
+    patch is exactly 0 whatever the noise (the gradient of the path score, khorrams/IGOS_pp at bbd49e3,
+    methods_helper.py:98-124), and the regularizer's gradient is exactly 0 at M = 1.
     Only the first iteration moves the cells touching the patch; after that the smoothness term
     spreads the change by at most one cell per iteration for TV (mask-resolution neighbours) and
     two for BTV (a pixel pair straddling a cell centre involves three cells)."""
@@ -56,7 +57,8 @@ def test_cells_out_of_reach_of_the_patch_stay_exactly_one(method):  # 10.1.10
     assert exp.saliency[0, 0, 24:32, 40:48].mean() > exp.saliency[0, 0, :8, :8].mean()
 
 
-def test_deletion_mask_drops_where_image_minus_baseline_raises_the_score():  # 10.1.10
+def test_deletion_mask_drops_where_image_minus_baseline_raises_the_score():
+    # dDel/dm = Up^T[(1/S) sum_k a_k sum_c (I - B) grad p_c] (khorrams/IGOS_pp at bbd49e3, methods_helper.py:98-124)
     model, images, baseline = _patch_problem()
     cfg = igospp.Config.igos(resolution=16, iterations=1, ig_steps=4, noise_std=0.0, **QUIET)
     exp = igospp.explain(model, images, target=0, config=cfg, baseline=baseline)
@@ -67,7 +69,9 @@ def test_deletion_mask_drops_where_image_minus_baseline_raises_the_score():  # 1
     assert torch.equal(other.mask, torch.ones_like(other.mask))
 
 
-def test_masks_stay_in_unit_interval_and_product_is_the_final_mask(smooth_model, images64):  # 10.1.7
+def test_masks_stay_in_unit_interval_and_product_is_the_final_mask(smooth_model, images64):
+    # each mask is clamped to [0, 1] after every update and the output is M_D * M_I
+    # (khorrams/IGOS_pp at bbd49e3, methods.py:221-228)
     cfg = igospp.Config.igospp(resolution=(4, 5), iterations=4, ig_steps=3, **QUIET)
     exp = igospp.explain(smooth_model, images64, config=cfg)
     for m in (exp.mask, exp.deletion_mask, exp.insertion_mask):
@@ -153,13 +157,13 @@ def test_chunk_size_does_not_change_the_result(images64):
 
 def test_non_square_one_channel_float32_images():
     model = SmoothModel(channels=1, dtype=torch.float32)
-    x = torch.randn(2, 1, 24, 40)
+    x = torch.randn(2, 1, 24, 40, generator=torch.Generator().manual_seed(1))
     exp = igospp.explain(model, x, config=igospp.Config.igospp(resolution=(3, 10), iterations=2, ig_steps=3, **QUIET))
     assert exp.mask.shape == (2, 1, 3, 10) and exp.saliency.shape == (2, 1, 24, 40) and exp.mask.dtype == torch.float32
 
 
 def test_batch_of_three_with_different_targets(smooth_model):
-    x = torch.randn(3, 3, 16, 16, dtype=torch.float64)
+    x = torch.randn(3, 3, 16, 16, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
     exp = igospp.explain(smooth_model, x, target=[0, 3, 4],
                          config=igospp.Config.igos(resolution=4, iterations=2, ig_steps=2, **QUIET))
     assert exp.target.tolist() == [0, 3, 4]
@@ -183,7 +187,7 @@ def test_default_target_is_the_top_class_and_logit_scores(smooth_model, images64
 
 def test_callable_target_on_a_single_logit_model():
     model = SingleLogitModel(channels=1)
-    x = torch.randn(2, 1, 20, 20)
+    x = torch.randn(2, 1, 20, 20, generator=torch.Generator().manual_seed(3))
     cfg = igospp.Config.igospp(resolution=5, iterations=2, ig_steps=3, **QUIET)
     exp = igospp.explain(model, x, target=lambda out: out[:, 0].sigmoid(), config=cfg)
     assert exp.target.tolist() == [-1, -1]
@@ -194,11 +198,16 @@ def test_callable_target_on_a_single_logit_model():
 
 
 def test_resolution_one_and_full(smooth_model, images64):
-    for res in (1, (16, 20)):
-        exp = igospp.explain(smooth_model, images64,
-                             config=igospp.Config.igospp(resolution=res, iterations=2, ig_steps=2, **QUIET))
-        assert exp.mask.shape[-2:] == igospp.Config(resolution=res).mask_size
-        assert torch.isfinite(exp.mask).all()
+    def run(res):
+        return igospp.explain(smooth_model, images64,
+                              config=igospp.Config.igospp(resolution=res, iterations=2, ig_steps=2, **QUIET))
+
+    one = run(1)                                       # one cell: the saliency is one value per image
+    assert one.mask.shape == (2, 1, 1, 1) and torch.isfinite(one.mask).all()
+    assert torch.equal(one.saliency, (1 - one.mask).expand(2, 1, 16, 20))
+    full = run((16, 20))                               # one cell per pixel: no upsampling at all
+    assert full.mask.shape == (2, 1, 16, 20) and torch.isfinite(full.mask).all()
+    assert torch.equal(full.saliency, 1 - full.mask)
 
 
 def test_constant_and_callable_baselines(smooth_model, images64):
@@ -252,7 +261,7 @@ def test_training_mode_warns_and_still_explains(images64):
 def test_any_shape_any_method_property(b, c, h, w, method, data):
     rh, rw = data.draw(st.integers(1, h)), data.draw(st.integers(1, w))
     model = SmoothModel(channels=c, classes=3, dtype=torch.float32)
-    x = torch.randn(b, c, h, w)
+    x = torch.randn(b, c, h, w, generator=torch.Generator().manual_seed(4))
     cfg = igospp.Config.preset(method, resolution=(rh, rw), iterations=2, ig_steps=2, **QUIET)
     exp = igospp.explain(model, x, config=cfg)
     assert exp.mask.shape == (b, 1, rh, rw) and exp.saliency.shape == (b, 1, h, w)

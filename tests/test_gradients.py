@@ -1,4 +1,5 @@
-"""The directions: integrated gradients against finite differences and against the spec's formulas."""
+"""The directions: integrated gradients against finite differences and against the authors' formulas
+(khorrams/IGOS_pp at bbd49e3: methods_helper.py:98-124 for the integrated gradient, methods.py:179-228 for iGOS++)."""
 
 import pytest
 import torch
@@ -12,8 +13,7 @@ from .conftest import SmoothModel
 def _engine(model, images, baseline, config, generator=None, counter=None):
     clean = model(images)
     scorer = igospp.resolve_target(None, clean, config.score)
-    return PathEngine(model, images, baseline, scorer, config.ig_steps, config.noise_std, generator,
-                      config.effective_batch_size(images.device), counter or Counter())
+    return PathEngine(model, images, baseline, scorer, config, generator, counter)
 
 
 def _finite_difference(fn, mask, eps=1e-6):
@@ -44,8 +44,12 @@ def test_integrated_gradient_equals_finite_differences(kind, smooth_model, image
     assert torch.allclose(terms[:, 0], sign * path(masks[0]), atol=1e-12)
 
 
-def test_igospp_direction_equals_the_halved_sum_of_the_spec(smooth_model, images64):
-    """d_x = 1/2 [dDel(UxUy) - dIns(UxUy) + dDel(Ux)] + dR(MxMy), d_y likewise with -dIns(Uy)."""
+def test_igospp_direction_equals_the_halved_sum_of_the_authors_code(smooth_model, images64):
+    """d_x = 1/2 [dDel(UxUy) - dIns(UxUy) + dDel(Ux)] + dR(MxMy), d_y likewise with -dIns(Uy).
+
+    The four terms, the halving and the regularizer: khorrams/IGOS_pp at bbd49e3, methods.py:184-215; the
+    line-search loss, not halved: methods.py:161-166.
+    """
     cfg = igospp.Config.igospp(resolution=(4, 5), ig_steps=4, noise_std=0.0)
     baseline = igospp.blur_baseline(images64)
     g = torch.Generator().manual_seed(3)
@@ -90,7 +94,9 @@ def test_engine_with_noise_matches_reference_draw_order(smooth_model, images64):
     assert torch.allclose(d, ref_d + reg_d, atol=1e-12)
 
 
-def test_first_direction_is_pure_integrated_gradient(smooth_model, images64):  # 10.1.3
+def test_first_direction_is_pure_integrated_gradient(smooth_model, images64):
+    # at M = 1 the L1 and TV gradients are exactly 0, so the I-GOS direction grad R + grad Del
+    # (khorrams/IGOS_pp at bbd49e3, methods.py:78-86) is the integrated gradient alone
     baseline = igospp.blur_baseline(images64)
     ones = torch.ones(2, 1, 4, 4, dtype=torch.float64)
     no_reg = igospp.Config.igos(resolution=4, ig_steps=3, noise_std=0.0, l1=0.0, l2=0.0)

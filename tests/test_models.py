@@ -62,14 +62,59 @@ def test_deprocess_inverts_preprocess(bundle):
     assert bundle.deprocess(x[0]).shape == (224, 224, 3)
 
 
-def test_unknown_model_and_device():
+def test_unknown_model():
     with pytest.raises(ValueError, match="unknown model 'resnet5'.*efficientnet_lite0"):
         igospp.load_model("resnet5")
-    with pytest.raises(ValueError, match="device"):
-        igospp.load_model(device="tpu")
-    if not torch.cuda.is_available():
-        with pytest.raises(ValueError, match="CUDA is not available"):
-            igospp.load_model(device="cuda")
+
+
+def _machine(monkeypatch, cuda: int = 0, mps: bool = False) -> None:
+    """Pretend this machine has ``cuda`` CUDA devices and, or not, Apple's MPS backend."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: cuda)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
+
+
+@pytest.mark.parametrize(("device", "cuda", "mps", "expected"), [
+    ("auto", 0, False, "cpu"),
+    ("auto", 1, False, "cuda"),
+    ("cpu", 0, False, "cpu"),
+    ("cuda", 2, False, "cuda"),
+    ("cuda:1", 2, False, "cuda:1"),
+    ("mps", 0, True, "mps"),
+    (torch.device("cpu"), 0, False, "cpu"),
+])
+def test_resolve_device(monkeypatch, device, cuda, mps, expected):
+    _machine(monkeypatch, cuda, mps)
+    assert igospp.models.resolve_device(device) == torch.device(expected)
+
+
+# (case, device, CUDA devices, MPS available, error type, message)
+BAD_DEVICES = [
+    ("mps without Apple silicon", "mps", 0, False, ValueError, r"device 'mps'.*MPS backend.*not available here.*"
+                                                               r"\['auto', 'cpu'\]"),
+    ("cuda without CUDA", "cuda", 0, False, ValueError, r"device 'cuda' was asked for but CUDA is not available"),
+    ("cuda:N without CUDA", "cuda:0", 0, False, ValueError, r"CUDA is not available"),
+    ("cuda:N beyond the devices", "cuda:2", 2, False, ValueError,
+     r"device 'cuda:2' does not exist: this machine has 2 CUDA device\(s\) \(cuda:0 to cuda:1\)"),
+    ("unknown type", "tpu", 0, False, ValueError,
+     r"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got 'tpu'; available here: \['auto', 'cpu'\]"),
+    ("a type torch knows but we do not run on", "meta", 1, False, ValueError,
+     r"got 'meta'; available here: \['auto', 'cpu', 'cuda', 'cuda:0'\]"),
+    ("malformed index", "cuda:x", 1, False, ValueError, r"device must be .*got 'cuda:x'"),
+    ("empty", "", 0, False, ValueError, r"device must be .*got ''"),
+    ("not a string", 0, 1, False, TypeError, r"device must be a string .* or a torch.device; got int"),
+]
+
+
+@pytest.mark.parametrize(("device", "cuda", "mps", "error", "message"), [row[1:] for row in BAD_DEVICES],
+                         ids=[row[0] for row in BAD_DEVICES])
+def test_bad_devices_are_refused_naming_the_choices(monkeypatch, device, cuda, mps, error, message):
+    _machine(monkeypatch, cuda, mps)
+    with pytest.raises(error, match=message):
+        igospp.models.resolve_device(device)
+    if isinstance(device, str):
+        with pytest.raises(error, match=message):
+            igospp.load_model(device=device)          # refused before any weights are loaded
 
 
 def test_sample_images():
@@ -116,28 +161,100 @@ def test_torchvision_models_load_from_the_cache(monkeypatch, name):
     monkeypatch.setattr(api, "load_state_dict_from_url", lambda url, *a, **k: state)
     bundle = igospp.load_model(name, device="cpu")
     assert bundle.name == name and len(bundle.class_names) == 1000 and not bundle.model.training
-    x = torch.randn(1, 3, 224, 224)
-    cam = igospp.baselines.GradCAM()(bundle.model, x, target=0)
+    x = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    cam = igospp.methods.GradCAM()(bundle.model, x, target=0)
     assert cam.shape == ((1, 1, 7, 7) if name == "resnet50" else (1, 1, 14, 14))
 
 
-def test_timm_models(monkeypatch):
+def _no_network(monkeypatch):
+    """Any attempt to reach the network fails the test."""
+    import socket
+
+    import huggingface_hub
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the network was touched")
+
+    monkeypatch.setattr(igospp.models, "_reachable", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", refuse)
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", refuse)
+
+
+def test_timm_unknown_model_or_no_pretrained_weights(monkeypatch):
     import timm
 
-    with pytest.raises(ValueError, match="unknown timm model"):
+    with pytest.raises(ValueError, match="unknown timm model 'not_a_model'"):
         igospp.load_model("timm:not_a_model")
-    real = timm.create_model
+    monkeypatch.setattr(timm.models, "get_pretrained_cfg", lambda name: None)
+    _no_network(monkeypatch)
+    with pytest.raises(ValueError, match="timm model 'resnet18' has no pretrained weights"):
+        igospp.load_model("timm:resnet18", device="cpu")
+
+
+@pytest.mark.parametrize("reason", ["unreachable", "HF_HUB_OFFLINE"])
+def test_timm_offline_without_cache_fails_at_once(monkeypatch, reason):
+    import huggingface_hub.constants
+    import timm
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("timm.create_model was called: the offline check came too late")
+
+    monkeypatch.setattr(timm, "create_model", must_not_run)
+    monkeypatch.setattr(igospp.models, "_cached_weights", lambda cfg: None)
+    monkeypatch.setattr(igospp.models, "_reachable", lambda url: False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", reason == "HF_HUB_OFFLINE")
+    message = "not reachable within 2 s" if reason == "unreachable" else "HF_HUB_OFFLINE is set"
+    with pytest.raises(igospp.WeightsUnavailableError,
+                       match=rf"timm:resnet18.*Hugging Face hub.*{message}.*not in the cache.*efficientnet_lite0"):
+        igospp.load_model("timm:resnet18", device="cpu")
+
+
+def test_timm_download_errors_say_what_to_do(monkeypatch):
+    import timm
 
     def offline(name, pretrained=False, **kw):
         raise OSError("We couldn't connect to 'https://huggingface.co'")
 
     monkeypatch.setattr(timm, "create_model", offline)
-    with pytest.raises(igospp.WeightsUnavailableError, match="timm:resnet18.*Hugging Face"):
+    monkeypatch.setattr(igospp.models, "_cached_weights", lambda cfg: None)
+    monkeypatch.setattr(igospp.models, "_reachable", lambda url: True)
+    with pytest.raises(igospp.WeightsUnavailableError, match="timm:resnet18.*Hugging Face.*couldn't connect"):
         igospp.load_model("timm:resnet18", device="cpu")
-    monkeypatch.setattr(timm, "create_model", lambda name, pretrained=False, **kw: real(name, pretrained=False))
+
+
+def test_timm_model_in_the_hugging_face_cache_loads_without_network(monkeypatch, tmp_path):
+    """A cache laid out as huggingface_hub writes it: the weights are read from it, the network is never tried."""
+    import huggingface_hub.constants
+    import safetensors.torch
+    import timm
+
+    cfg = timm.models.get_pretrained_cfg("resnet18")
+    repo_id = cfg.hf_hub_id
+    snapshot = tmp_path / f"models--{repo_id.replace('/', '--')}" / "snapshots" / "0123abcd"
+    snapshot.mkdir(parents=True)
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text("0123abcd")
+    torch.manual_seed(0)
+    weights = timm.create_model("resnet18", pretrained=False).state_dict()
+    safetensors.torch.save_file(weights, str(snapshot / "model.safetensors"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    _no_network(monkeypatch)
+
+    assert igospp.models._cached_weights(cfg.to_dict()) == str(snapshot / "model.safetensors")
     bundle = igospp.load_model("timm:resnet18", device="cpu")
+    assert torch.equal(bundle.model.conv1.weight, weights["conv1.weight"])
     assert bundle.input_size == (224, 224) and bundle.mean == pytest.approx(igospp.IMAGENET_MEAN)
-    assert igospp.baselines.gradcam_layer(bundle.model) is bundle.model.layer4
+    assert igospp.methods.gradcam_layer(bundle.model) is bundle.model.layer4
+
+
+def test_timm_cache_lookup_finds_nothing_in_an_empty_cache(monkeypatch, tmp_path):
+    import huggingface_hub.constants
+    import timm
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "torch"))
+    assert igospp.models._cached_weights(timm.models.get_pretrained_cfg("resnet18").to_dict()) is None
 
 
 def test_any_module_with_its_own_preprocessing():
@@ -152,47 +269,3 @@ def test_any_module_with_its_own_preprocessing():
     exp = igospp.explain(bundle.model, x, config=igospp.Config.igospp(resolution=4, iterations=1, ig_steps=2,
                                                                       low_score_threshold=None))
     assert exp.mask.shape == (2, 1, 4, 4)
-
-
-# ----------------------------------------------------------------------------- image folders
-def _write(path, size=(12, 10)):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.zeros((size[1], size[0], 3), np.uint8)).save(path)
-
-
-def test_image_folder_flat_and_per_class(tmp_path):
-    _write(tmp_path / "flat" / "n01491361_tiger_shark.JPEG")
-    _write(tmp_path / "flat" / "holiday.png")
-    (tmp_path / "flat" / "README.md").write_text("not an image")
-    flat = igospp.image_folder(tmp_path / "flat")
-    assert [(r.name, r.synset, r.label) for r in flat] == [("holiday", None, None),
-                                                           ("n01491361_tiger_shark", "n01491361", 3)]
-    _write(tmp_path / "classes" / "n01530575" / "ILSVRC2012_val_00000001.JPEG")
-    rec = igospp.image_folder(tmp_path / "classes")[0]
-    assert (rec.synset, rec.label) == ("n01530575", 10) and rec.load().shape == (10, 12, 3)
-
-
-@pytest.mark.filterwarnings("ignore:skipped 1 unreadable")
-def test_image_folder_subset_is_seeded_and_unreadable_files_are_skipped(tmp_path):
-    for i in range(12):
-        _write(tmp_path / f"img{i:02d}.png")
-    (tmp_path / "broken.jpg").write_bytes(b"not a jpeg at all")
-    a = igospp.image_folder(tmp_path, n=11, seed=3)
-    b = igospp.image_folder(tmp_path, n=11, seed=3)
-    assert [r.name for r in a] == [r.name for r in b] and len(a) == 11
-    assert [r.name for r in a] == sorted(r.name for r in a)
-    assert [r.name for r in igospp.image_folder(tmp_path, n=4, seed=4)] != [r.name for r in
-                                                                            igospp.image_folder(tmp_path, n=4, seed=5)]
-    with pytest.warns(UserWarning, match="skipped 1 unreadable file.*broken.jpg"):
-        everything = igospp.image_folder(tmp_path)
-    assert len(everything) == 12 and everything.skipped[0][0].name == "broken.jpg"
-
-
-def test_image_folder_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match="does not exist"):
-        igospp.image_folder(tmp_path / "missing")
-    with pytest.raises(FileNotFoundError, match="no image files"):
-        igospp.image_folder(tmp_path)
-    _write(tmp_path / "a.png")
-    with pytest.raises(ValueError, match="n must be a positive integer"):
-        igospp.image_folder(tmp_path, n=0)

@@ -1,4 +1,4 @@
-"""The project's promises about itself: exact pins that agree everywhere, the README's commands, the public API."""
+"""The project's promises about itself: ranges and exact pins that agree, the README's commands, the public API."""
 
 import inspect
 import json
@@ -10,47 +10,67 @@ from pathlib import Path
 
 import pytest
 import yaml
+from packaging.requirements import Requirement
 
 import igospp
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _pyproject_pins():
+def _pyproject_requirements():
+    """Every requirement of pyproject.toml, core and extras, less the extras' references to igospp itself."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    pins = list(project["dependencies"])
+    reqs = list(project["dependencies"])
     for extra in project["optional-dependencies"].values():
-        pins += extra
-    return pins
+        reqs += extra
+    return [Requirement(r) for r in reqs if Requirement(r).name != "igospp"]
 
 
 def _name(req):
     return re.split(r"[=<>!~\[]", req, maxsplit=1)[0].strip().lower().replace("_", "-")
 
 
-def test_every_dependency_is_pinned_exactly():
-    for req in _pyproject_pins():
-        assert re.fullmatch(r"[A-Za-z0-9_.\-]+==[A-Za-z0-9_.]+", req), f"not an exact pin: {req}"
-    assert "torch==2.14.1" in _pyproject_pins() and "torchvision==0.29.1" in _pyproject_pins()
-    assert "jupyter-book==1.0.4.post1" in _pyproject_pins()
-
-
-def test_environment_yml_mirrors_pyproject():
-    env = yaml.safe_load((ROOT / "environment.yml").read_text())
-    assert "python=3.11" in env["dependencies"]
-    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
-    assert sorted(pip) == sorted(_pyproject_pins())
-
-
-def test_lock_file_agrees_with_the_pins():
+def _lock():
     lock = {}
     for line in (ROOT / "requirements" / "constraints.txt").read_text().splitlines():
         if "==" in line and not line.startswith("#"):
             name, version = line.split("==")
             lock[_name(name)] = version.strip()
-    for req in _pyproject_pins():
-        name, version = req.split("==")
-        assert lock.get(_name(name)) == version, f"{req} disagrees with requirements/constraints.txt"
+    return lock
+
+
+def test_library_states_ranges_and_the_lock_pins_them_exactly():
+    for req in _pyproject_requirements():
+        specs = {s.operator for s in req.specifier}
+        assert ">=" in specs and "<" in specs and "==" not in specs, f"not a >=,< range: {req}"
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["requires-python"] == ">=3.11"
+    assert {e: [r for r in reqs if r.startswith("igospp[")] for e, reqs in project["optional-dependencies"].items()
+            if e in ("test", "book")} == {"test": ["igospp[methods,xray,viz]"], "book": ["igospp[methods,xray,viz]"]}
+    lock = _lock()
+    assert lock["torch"] == "2.14.1" and lock["torchvision"] == "0.29.1" and lock["jupyter-book"] == "1.0.4.post1"
+    for line in (ROOT / "requirements" / "constraints.txt").read_text().splitlines():
+        assert not line.strip() or line.startswith("#") or re.fullmatch(r"[A-Za-z0-9_.\-]+==[A-Za-z0-9_.+]+", line), \
+            f"not an exact pin: {line}"
+
+
+def test_environment_yml_pins_every_direct_dependency_as_the_lock_does():
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    assert "python=3.11" in env["dependencies"]
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    pins = dict(p.split("==") for p in pip)
+    assert sorted(_name(n) for n in pins) == sorted({_name(r.name) for r in _pyproject_requirements()})
+    lock = _lock()
+    for name, version in pins.items():
+        assert lock.get(_name(name)) == version, f"environment.yml {name}=={version} disagrees with the lock"
+
+
+def test_the_pinned_versions_satisfy_the_stated_ranges():
+    lock = _lock()
+    for req in _pyproject_requirements():
+        assert _name(req.name) in lock, f"{req.name} is not in requirements/constraints.txt"
+        assert req.specifier.contains(lock[_name(req.name)], prereleases=True), \
+            f"{req.name}=={lock[_name(req.name)]} (requirements/constraints.txt) is outside {req}"
 
 
 def test_readme_gives_the_two_commands_and_ci_runs_the_test_one():
@@ -71,10 +91,10 @@ def test_public_api_is_exported_and_documented():
 
 
 def test_optional_submodules_load_on_first_use():
-    code = ("import sys, igospp; before = 'igospp.sanity' in sys.modules; s = igospp.sanity; "
-            "print(before, s.__name__, 'sanity' in dir(igospp))")
+    code = ("import sys, igospp; before = 'igospp.studies.sanity' in sys.modules; s = igospp.studies.sanity; "
+            "print(before, s.__name__, 'studies' in dir(igospp) and 'sanity' in dir(igospp.studies))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
-    assert out == ["False", "igospp.sanity", "True"]
+    assert out == ["False", "igospp.studies.sanity", "True"]
     with pytest.raises(AttributeError, match="has no attribute 'nothing_here'"):
         igospp.nothing_here  # noqa: B018
 
@@ -90,12 +110,17 @@ def test_chapter_hash_covers_exactly_the_modules_the_chapter_loaded(tmp_path):
         sys.path.remove(sys_path)
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")])
     probe = nbformat.v4.new_code_cell(nbtool.PROBE, metadata={"tags": [nbtool.PROBE_TAG]})
-    files = [str(nbtool.LIBRARY / "__init__.py"), str(nbtool.LIBRARY / "config.py"), "/elsewhere/other.py"]
+    files = [str(nbtool.LIBRARY / "igospp" / "__init__.py"), str(nbtool.LIBRARY / "igospp" / "config.py"),
+             str(nbtool.LIBRARY / "igospp_book" / "__init__.py"), "/elsewhere/other.py"]
     probe.outputs = [nbformat.v4.new_output("stream", name="stdout", text=json.dumps(files))]
     nb.cells.append(probe)
-    assert nbtool.loaded_modules(nb) == ["__init__.py", "config.py"] and len(nb.cells) == 1
-    h = nbtool.source_hash(nb, {}, ["config.py"])
-    assert h == nbtool.source_hash(nb, {}, ["config.py"]) != nbtool.source_hash(nb, {}, ["config.py", "paths.py"])
-    assert h != nbtool.source_hash(nb, {"n": 1}, ["config.py"])
+    assert nbtool.loaded_modules(nb) == ["igospp/__init__.py", "igospp/config.py", "igospp_book/__init__.py"]
+    assert len(nb.cells) == 1
+    assert all((nbtool.LIBRARY / f).exists() for f in nbtool.library_files())
+    assert {"igospp/config.py", "igospp_book/__init__.py"} <= set(nbtool.library_files())
+    h = nbtool.source_hash(nb, {}, ["igospp/config.py"])
+    assert h == nbtool.source_hash(nb, {}, ["igospp/config.py"])
+    assert h != nbtool.source_hash(nb, {}, ["igospp/config.py", "igospp/paths.py"])
+    assert h != nbtool.source_hash(nb, {"n": 1}, ["igospp/config.py"])
     nb.cells[0].source = "x = 2"
-    assert h != nbtool.source_hash(nb, {}, ["config.py"])
+    assert h != nbtool.source_hash(nb, {}, ["igospp/config.py"])

@@ -1,13 +1,12 @@
-"""Sanity checks (Adebayo et al.): cascading randomization, label permutation and the similarity measures."""
+"""Sanity checks (Adebayo et al.): cascading randomization and label permutation (the similarity
+measures they use are tested in test_metrics.py)."""
 
 import pytest
 import torch
-from hypothesis import given
-from hypothesis import strategies as st
 
 import igospp
-import igospp.sanity as sanity
-from igospp.baselines import GradCAM
+import igospp.studies.sanity as sanity
+from igospp.methods import GradCAM
 
 from .conftest import PatchModel, SmoothModel
 
@@ -56,58 +55,6 @@ def test_random_labels_is_a_seeded_permutation():
     assert torch.equal(a, b) and torch.equal(a.sort().values, y.sort().values) and (a != y).float().mean() > 0.5
 
 
-def test_rank_correlation_of_known_pairs():
-    a = torch.arange(16.0).reshape(1, 1, 4, 4)
-    assert sanity.rank_correlation(a, torch.exp(a)).item() == pytest.approx(1.0)
-    assert sanity.rank_correlation(a, -a).item() == pytest.approx(-1.0)
-    assert sanity.rank_correlation(a, -a, absolute=True).item() == pytest.approx(1.0)
-    assert torch.isnan(sanity.rank_correlation(a, torch.ones_like(a))).all()
-
-
-@given(st.integers(0, 10_000), st.integers(1, 3))
-def test_rank_correlation_matches_scipy_with_ties(seed, batch):
-    from scipy.stats import spearmanr
-
-    g = torch.Generator().manual_seed(seed)
-    a = torch.randint(0, 5, (batch, 1, 6, 5), generator=g).double()
-    b = a + torch.randint(0, 3, (batch, 1, 6, 5), generator=g)
-    ours = sanity.rank_correlation(a, b)
-    for i in range(batch):
-        ref = spearmanr(a[i].flatten(), b[i].flatten()).statistic
-        assert ours[i].item() == pytest.approx(ref, nan_ok=True)
-
-
-@given(st.integers(0, 10_000))
-def test_ssim_matches_scikit_image(seed):
-    from skimage.metrics import structural_similarity
-
-    g = torch.Generator().manual_seed(seed)
-    a = torch.rand(2, 1, 20, 17, generator=g, dtype=torch.float64)
-    b = (a + 0.3 * torch.rand(2, 1, 20, 17, generator=g, dtype=torch.float64)).clamp(0, 1)
-    ours = sanity.ssim(a, b, normalize=False)
-    for i in range(2):
-        ref = structural_similarity(a[i, 0].numpy(), b[i, 0].numpy(), gaussian_weights=True, sigma=1.5,
-                                    use_sample_covariance=False, data_range=1.0)
-        assert ours[i].item() == pytest.approx(ref, abs=1e-10)
-
-
-def test_ssim_is_one_on_identical_maps_and_invariant_to_scale_when_normalised():
-    a = torch.rand(1, 1, 12, 12, generator=torch.Generator().manual_seed(0))
-    assert sanity.ssim(a, a).item() == pytest.approx(1.0)
-    assert sanity.ssim(a, 5 * a + 2).item() == pytest.approx(1.0)
-    assert sanity.ssim(a, 1 - a).item() < 0
-
-
-def test_similarity_inputs_are_checked():
-    a = torch.rand(1, 1, 12, 12)
-    with pytest.raises(ValueError, match="same shape.*upsample"):
-        sanity.ssim(a, torch.rand(1, 1, 11, 12))
-    with pytest.raises(ValueError, match=r"\(B, 1, h, w\)"):
-        sanity.rank_correlation(a[0], a[0])
-    with pytest.raises(ValueError, match="smaller than the 11 x 11 window"):
-        sanity.ssim(torch.rand(1, 1, 7, 7), torch.rand(1, 1, 7, 7))
-
-
 def test_model_randomization_test_compares_every_step_with_the_trained_maps():
     model = SmoothModel(dtype=torch.float32)
     x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
@@ -135,7 +82,7 @@ def test_model_randomization_changes_igospp_masks():
     x = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(1)) * 0.3
     x[..., 2:6, 9:13] = 1.0
     cfg = igospp.Config.igospp(resolution=4, iterations=10, ig_steps=5, noise_std=0.0)
-    test = sanity.model_randomization_test(model, x, igospp.baselines.Optimized(cfg, baseline=0.0), target=0,
+    test = sanity.model_randomization_test(model, x, igospp.methods.Optimized(cfg, baseline=0.0), target=0,
                                            generator=torch.Generator().manual_seed(0))
     trained = test.saliency[0][0, 0]
     assert trained[2:6, 9:13].mean() > 2 * trained.mean()          # the trained model's map finds the patch

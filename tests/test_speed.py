@@ -19,7 +19,7 @@ from torch import nn
 
 import igospp
 from igospp.explain import _show_progress
-from igospp.paths import Counter, PathEngine, PathTerm, _noise_rows
+from igospp.paths import PathEngine, PathTerm, _noise_rows
 
 
 class ConvBNNet(nn.Module):
@@ -92,7 +92,8 @@ def test_engine_results_do_not_depend_on_batch_size(smooth_model, images64):
     results = []
     for batch_size in (1, 7, 80):
         engine = PathEngine(smooth_model, images64, base, igospp.resolve_target(0, smooth_model(images64), "softmax"),
-                            5, 0.2, torch.Generator().manual_seed(0), batch_size, Counter())
+                            igospp.Config(ig_steps=5, noise_std=0.2, batch_size=batch_size),
+                            torch.Generator().manual_seed(0))
         results.append(engine.evaluate(terms, mask, torch.arange(2), grad=True))
     for values, grads in results[1:]:
         torch.testing.assert_close(values, results[0][0], rtol=0, atol=1e-13)
@@ -203,8 +204,8 @@ def test_metrics_and_baselines_with_acceleration_equal_without_in_float64():
     b = igospp.metrics.insertion_deletion(net, x, sal, accelerate=False)
     torch.testing.assert_close(a.deletion, b.deletion, rtol=0, atol=1e-10)
     torch.testing.assert_close(a.insertion, b.insertion, rtol=0, atol=1e-10)
-    for method in (igospp.baselines.RISE, igospp.baselines.IntegratedGrad):
-        kw = dict(n_masks=24) if method is igospp.baselines.RISE else dict(steps=8)
+    for method in (igospp.methods.RISE, igospp.methods.IntegratedGrad):
+        kw = dict(n_masks=24) if method is igospp.methods.RISE else dict(steps=8)
         torch.testing.assert_close(method(**kw)(net, x), method(**kw, accelerate=False)(net, x), rtol=0, atol=1e-10)
 
 
@@ -218,7 +219,7 @@ def test_a_prepared_model_is_reused_as_it_is(monkeypatch):
     assert off.model is net and off.description == "contiguous, 0 batch norms folded, 0 activations in place"
     assert not fast.training and ConvBNNet().train().training and igospp.Accelerated(ConvBNNet().train()).training
     expected = igospp.metrics.insertion_deletion(net, x, sal)
-    rise = igospp.baselines.RISE(n_masks=24)(net, x)
+    rise = igospp.methods.RISE(n_masks=24)(net, x)
 
     def no_second_preparation(*args, **kwargs):
         raise AssertionError("a prepared model was streamlined again")
@@ -226,7 +227,7 @@ def test_a_prepared_model_is_reused_as_it_is(monkeypatch):
     for _ in range(2):
         again = igospp.metrics.insertion_deletion(fast, x, sal)
         torch.testing.assert_close(again.deletion, expected.deletion, rtol=0, atol=0)
-    torch.testing.assert_close(igospp.baselines.RISE(n_masks=24)(fast, x), rise, rtol=0, atol=0)
+    torch.testing.assert_close(igospp.methods.RISE(n_masks=24)(fast, x), rise, rtol=0, atol=0)
     exp = igospp.explain(fast, x, config=igospp.Config.igos(resolution=4, iterations=1, ig_steps=2,
                                                             low_score_threshold=None))
     assert exp.stats.acceleration == fast.description
@@ -319,8 +320,9 @@ def test_common_noise_replays_the_gradient_pass(smooth_model, images64):
     terms = (PathTerm("deletion", (0,), 1.0, "Del"), PathTerm("insertion", (0,), -1.0, "Ins"))
     mask = torch.rand(2, 2, 1, 16, 20, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
     engine = PathEngine(smooth_model, images64, igospp.blur_baseline(images64),
-                        igospp.resolve_target(0, smooth_model(images64), "softmax"), 4, 0.2,
-                        torch.Generator().manual_seed(0), 3, Counter(), keep_noise=True)
+                        igospp.resolve_target(0, smooth_model(images64), "softmax"),
+                        igospp.Config(ig_steps=4, noise_std=0.2, batch_size=3, ls_common_noise=True),
+                        torch.Generator().manual_seed(0))
     values, _ = engine.evaluate(terms, mask, torch.arange(2), grad=True)
     replay, _ = engine.evaluate(terms, mask, torch.arange(2), grad=False, reuse_noise=True)
     fresh, _ = engine.evaluate(terms, mask, torch.arange(2), grad=False)
@@ -335,7 +337,7 @@ def test_fewer_trial_steps_are_the_shorter_riemann_sum(smooth_model, images64):
     mask = torch.rand(2, 1, 1, 4, 5, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
     base = igospp.blur_baseline(images64)
     engine = PathEngine(smooth_model, images64, base, igospp.resolve_target(0, smooth_model(images64), "softmax"),
-                        20, 0.0, None, 8, Counter())
+                        igospp.Config(ig_steps=20, noise_std=0.0, batch_size=8))
     ups = igospp.upsample(mask[:, 0], (16, 20)).unsqueeze(1)
     values, _ = engine.evaluate(terms, ups, torch.arange(2), grad=False, steps=5)
     expected = igospp.deletion_path_score(smooth_model, images64, base, mask[:, 0], target=0, steps=5)

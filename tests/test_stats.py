@@ -7,10 +7,10 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-import igospp.paper as paper
-from igospp.book import table, verdict
-from igospp.evaluation import paired, summarize
-from igospp.stats import mean_se, paired_difference
+import igospp.studies.paper as paper
+from igospp.studies.benchmark import paired, summarize
+from igospp.studies.stats import mean_se, paired_difference
+from igospp_book import table, verdict
 
 
 def test_interval_is_the_student_t_interval_of_the_differences():

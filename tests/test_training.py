@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-import igospp.datasets as ds
-import igospp.training as tr
+import igospp.studies.datasets as ds
+import igospp.studies.training as tr
 
 
 def toy(seed=0, n=96):
@@ -73,7 +73,7 @@ def test_digits_are_bundled_and_fashion_mnist_fails_clearly_when_absent(tmp_path
     assert torch.bincount(y).min() > 170
     with pytest.raises(FileNotFoundError, match="Fashion-MNIST was not found under data_dir=.*download=True"):
         ds.fashion_mnist(tmp_path)
-    with pytest.raises(ValueError, match="size must be an integer >= 8"):
+    with pytest.raises(ValueError, match=r"^size must be an integer >= 8, got 4\."):
         ds.digits(4)
     train, test = ds.split(100, 0.25, torch.Generator().manual_seed(0))
     assert len(test) == 25 and set(train.tolist()).isdisjoint(test.tolist())

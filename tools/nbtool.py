@@ -1,4 +1,4 @@
-"""Run, normalise and check the book's chapters.
+"""Run, normalize and check the book's chapters.
 
     python tools/nbtool.py chapters [NAME ...]              re-run chapters in place (book profile)
     python tools/nbtool.py run NB [--profile NAME | --params FILE] [--out P]
@@ -19,8 +19,8 @@ only set names that its chapter's ``parameters`` cell defines (papermill would i
 Every executed notebook records, in ``metadata.igospp``, the profile, the parameters, its run
 time, the library modules its kernel had loaded when it finished, and a hash of those modules'
 source plus its own code cells and parameters: ``check`` fails when a chapter is older than the
-library code it ran. (A chapter that never loads ``igospp.sanity`` does not go stale when that
-module changes; any change to a module it loaded, ``igospp/__init__.py`` included, does.)
+library code it ran. (A chapter that never loads ``igospp.studies.sanity`` does not go stale when that
+module changes; any change to a module it loaded, ``igospp/__init__.py`` and ``igospp_book`` included, does.)
 """
 
 from __future__ import annotations
@@ -42,7 +42,8 @@ ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = ROOT / "book" / "chapters"
 REFS = ROOT / "tests" / "notebooks"
 PARAMS = ROOT / "book" / "params"
-LIBRARY = ROOT / "igospp_src" / "igospp"
+#: The library and the notebook helpers (``igospp_book``): a chapter goes stale when either changes.
+LIBRARY = ROOT / "igospp_src"
 
 
 def chapters(names: list[str] | None = None) -> list[Path]:
@@ -199,12 +200,12 @@ def profile_problems() -> list[str]:
 # Appended to a chapter before it runs and removed from the result: which library files did the kernel load?
 PROBE = ("import json as _json, sys as _sys\n"
          "print(_json.dumps(sorted({getattr(_m, '__file__', None) or '' for _n, _m in list(_sys.modules.items())\n"
-         "                          if _n == 'igospp' or _n.startswith('igospp.')} - {''})))")
+         "                          if _n.split('.')[0] in ('igospp', 'igospp_book')} - {''})))")
 PROBE_TAG = "igospp-module-probe"
 
 
 def library_files() -> list[str]:
-    return sorted(str(f.relative_to(LIBRARY)) for f in LIBRARY.rglob("*.py"))
+    return sorted(str(f.relative_to(LIBRARY)) for f in LIBRARY.rglob("*.py") if not f.parts[-2].endswith(".egg-info"))
 
 
 def library_hash(files: list[str] | None = None) -> str:
@@ -243,7 +244,7 @@ def loaded_modules(nb: nbformat.NotebookNode) -> list[str] | None:
     return None
 
 
-def normalise(nb: nbformat.NotebookNode, profile: str, params: dict, seconds: float) -> nbformat.NotebookNode:
+def normalize(nb: nbformat.NotebookNode, profile: str, params: dict, seconds: float) -> nbformat.NotebookNode:
     """Drop run-to-run noise (papermill and timing metadata), renumber cells, record provenance."""
     modules = loaded_modules(nb)
     if modules is None:
@@ -276,7 +277,7 @@ def execute(src: Path, dst: Path, params: dict, profile: str) -> float:
     nb = papermill.execute_notebook(str(probed), str(dst), parameters=params, kernel_name="python3",
                                     cwd=str(CHAPTERS), progress_bar=False, request_save_on_cell_execute=False)
     seconds = time.perf_counter() - start
-    nbformat.write(normalise(nbformat.from_dict(nb), profile, params, seconds), str(dst))
+    nbformat.write(normalize(nbformat.from_dict(nb), profile, params, seconds), str(dst))
     return seconds
 
 

@@ -9,20 +9,28 @@
 """
 
 import importlib
-import importlib.util
-import pkgutil
+import warnings
 from types import ModuleType
 
-from . import baselines, metrics, viz
-from .acceleration import Accelerated, accelerate, fastest_memory_format, streamline
-from .blur import blur_baseline, gaussian_kernel1d, scaled_blur_parameters
-from .composition import phi, upsample
-from .config import METHODS, Config
-from .data import SAMPLE_IMAGES, ImageFolder, ImageRecord, image_folder, sample_images
-from .explain import Explanation, History, LowScoreWarning, Stats, explain
-from .inputs import TrainingModeWarning
-from .line_search import LineSearchResult, backtracking_line_search, step_sequence
-from .models import (
+from igospp import checks
+from igospp._lazy import lazy_submodules
+from igospp.acceleration import Accelerated, accelerate, fastest_memory_format, streamline
+from igospp.blur import blur_baseline, gaussian_kernel1d, scaled_blur_parameters
+from igospp.composition import phi, upsample
+from igospp.config import METHODS, Config
+from igospp.explain import Explanation, History, LowScoreWarning, Stats, explain
+from igospp.images import (
+    SAMPLE_IMAGES,
+    ImageFolder,
+    ImageRecord,
+    UnreadableImageError,
+    image_folder,
+    read_image,
+    sample_images,
+)
+from igospp.inputs import TrainingModeWarning
+from igospp.line_search import LineSearchResult, backtracking_line_search, step_sequence
+from igospp.models import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     MODELS,
@@ -31,8 +39,8 @@ from .models import (
     imagenet_class_names,
     load_model,
 )
-from .objectives import Objective, method_terms
-from .paths import (
+from igospp.objectives import Objective, method_terms
+from igospp.paths import (
     PathEngine,
     PathTerm,
     deletion_path_score,
@@ -41,22 +49,38 @@ from .paths import (
     path_images,
     path_score,
 )
-from .regularizers import bilateral_tv, image_weights, l1_term, regularizer, tv
-from .targets import Scorer, resolve_target
+from igospp.regularizers import bilateral_tv, image_weights, l1_term, regularizer, tv
+from igospp.targets import Scorer, resolve_target
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
+
+
+#: Modules of release 0.1 that moved in 0.2, and where they live now. ``igospp.<old name>`` still
+#: works, with a :class:`DeprecationWarning`, until the next release.
+MOVED: dict[str, str] = {
+    "baselines": "igospp.methods", "evaluation": "igospp.studies.benchmark", "stats": "igospp.studies.stats",
+    "paper": "igospp.studies.paper", "sanity": "igospp.studies.sanity", "attacks": "igospp.studies.attacks",
+    "training": "igospp.studies.training", "xray": "igospp.studies.xray",
+    "text_removal": "igospp.studies.text_removal", "datasets": "igospp.studies.datasets", "data": "igospp.images",
+    "book": "igospp_book",
+}
+
+
+_load, __dir__ = lazy_submodules(__name__, __path__, lambda: globals())
 
 
 def __getattr__(name: str) -> ModuleType:
-    """Load the heavier, optional submodules (e.g. ``igospp.evaluation``, ``igospp.cli``) on first use."""
-    if not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
-        return importlib.import_module(f".{name}", __name__)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    """Load a submodule on first use (``igospp.methods``, ``igospp.metrics``, ``igospp.viz``, ``igospp.cli``...).
 
+    ``import igospp`` loads the algorithm's core only; the comparison methods, the metrics, the
+    studies and the plots come in when first touched, with their dependencies.
+    """
+    if name in MOVED:
+        warnings.warn(f"igospp.{name} moved to {MOVED[name]} in igospp 0.2; the old name goes in the next "
+                      "release.", DeprecationWarning, stacklevel=2)
+        return importlib.import_module(MOVED[name])
+    return _load(name)
 
-def __dir__() -> list[str]:
-    submodules = [m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_")]
-    return sorted(set(globals()) | set(submodules))
 
 __all__ = [
     "Config", "METHODS", "explain", "Explanation", "History", "Stats", "LowScoreWarning", "TrainingModeWarning",
@@ -69,5 +93,6 @@ __all__ = [
     "Scorer", "resolve_target",
     "load_model", "ModelBundle", "MODELS", "WeightsUnavailableError", "imagenet_class_names",
     "IMAGENET_MEAN", "IMAGENET_STD",
-    "sample_images", "SAMPLE_IMAGES", "image_folder", "ImageFolder", "ImageRecord", "metrics", "baselines", "viz",
+    "sample_images", "SAMPLE_IMAGES", "image_folder", "ImageFolder", "ImageRecord", "read_image",
+    "UnreadableImageError", "checks",
 ]

@@ -32,6 +32,8 @@ import torch
 import torch.fx as fx
 from torch.nn.utils.fusion import fuse_conv_bn_weights
 
+from igospp.checks import untouched
+
 __all__ = ["Accelerated", "accelerate", "streamline", "fastest_memory_format"]
 
 
@@ -245,7 +247,7 @@ def accelerate(model: torch.nn.Module, images: torch.Tensor, reference: torch.Te
         candidates.append((model, layout, 0, 0))
     for net, fmt, n, k in candidates:
         try:
-            with torch.no_grad():
+            with untouched(model), torch.no_grad():  # the check may run the caller's model itself
                 out = net(images.contiguous(memory_format=fmt))
         except RuntimeError:  # e.g. a .view() that channels-last strides do not allow
             continue

@@ -2,8 +2,8 @@
 
 The authors blur the 224 x 224 photo with OpenCV's ``GaussianBlur`` (51 x 51 kernel,
 sigma 50, border ``REFLECT_101``) and use the result as the optimization baseline and as
-the substrate of both metrics. Here the blur runs in PyTorch on the normalised tensor
-(normalisation is affine per channel and the kernel sums to 1, so the order does not
+the substrate of both metrics. Here the blur runs in PyTorch on the normalized tensor
+(normalization is affine per channel and the kernel sums to 1, so the order does not
 matter), and kernel size and sigma scale with the image's height and width so a
 112-pixel or 28-pixel image gets a blur of the same relative extent.
 
@@ -23,7 +23,7 @@ __all__ = ["gaussian_kernel1d", "blur_baseline", "scaled_blur_parameters"]
 
 def gaussian_kernel1d(size: int, sigma: float, *, dtype: torch.dtype = torch.float32,
                       device: torch.device | str | None = None) -> torch.Tensor:
-    """Normalised 1-D Gaussian taps ``exp(-(i - (size-1)/2)^2 / (2 sigma^2))``, as OpenCV builds them.
+    """Normalized 1-D Gaussian taps ``exp(-(i - (size-1)/2)^2 / (2 sigma^2))``, as OpenCV builds them.
 
     Args:
         size: number of taps, a positive odd integer.
@@ -91,8 +91,8 @@ def blur_baseline(images: torch.Tensor, kernel_size: int = 51, sigma: float = 50
     """Gaussian-blurred copy of ``images``: the default baseline of iGOS++ and I-GOS.
 
     Args:
-        images: ``(B, C, H, W)`` images (normalised or not: the blur commutes with a
-            per-channel affine normalisation).
+        images: ``(B, C, H, W)`` images (normalized or not: the blur commutes with a
+            per-channel affine normalization).
         kernel_size: kernel size at ``reference_size`` pixels, odd. Default 51 (official).
         sigma: sigma at ``reference_size`` pixels. Default 50 (official).
         reference_size: the side length at which the two values above apply; height and

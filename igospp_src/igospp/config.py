@@ -1,20 +1,21 @@
 """Every knob of the optimizer in one frozen dataclass, with the paper's presets.
 
-The defaults reproduce the authors' code (``khorrams/IGOS_pp`` at ``bbd49e3``,
-described in ``official-algorithm.md``); where the paper's text and the code
-differ, the code wins by default and the paper's version is an option.
+The defaults reproduce the authors' code (``khorrams/IGOS_pp`` at ``bbd49e3``); where
+the paper's text and the code differ, the code wins by default and the paper's version
+is an option.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
 
-__all__ = ["Config", "METHODS", "default_batch_size"]
+from igospp import checks
+
+__all__ = ["Config", "METHODS", "METHOD_DEFAULTS", "default_batch_size", "resolve_batch_size"]
 
 Method = Literal["mask", "igos", "naive", "insertion", "igospp"]
 METHODS: tuple[str, ...] = ("mask", "igos", "naive", "insertion", "igospp")
@@ -29,27 +30,28 @@ def default_batch_size(device: torch.device | str) -> int:
     return 64 if torch.device(device).type == "cuda" else 8
 
 
-def _positive_int(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"Config.{name} must be a positive integer, got {value!r}.")
+def resolve_batch_size(batch_size: int | None, device: torch.device | str) -> int:
+    """``batch_size`` checked, or :func:`default_batch_size` for ``device`` when it is ``None``.
+
+    The one place where every batched pass of the library (the optimization, the metric,
+    RISE, Integrated Gradients) picks its chunk size.
+
+    >>> resolve_batch_size(None, "cpu"), resolve_batch_size(3, "cpu")
+    (8, 3)
+    """
+    return default_batch_size(device) if batch_size is None else checks.positive_int("batch_size", batch_size)
 
 
-def _number(name: str, value: Any, *, low: float, strict: bool, high: float | None = None) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if ok:
-        ok = value > low if strict else value >= low
-        if ok and high is not None:
-            ok = value < high
-    if not ok:
-        bound = f"> {low}" if strict else f">= {low}"
-        if high is not None:
-            bound += f" and < {high}"
-        raise ValueError(f"Config.{name} must be a finite number {bound}, got {value!r}.")
-
-
-def _choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ValueError(f"Config.{name} must be one of {choices}, got {value!r}.")
+#: The fields whose value depends on the method, and each method's values. A field left at
+#: ``None`` takes the method's value; :meth:`Config.replace` with a new ``method`` moves the
+#: fields that held the old method's value to the new one's.
+METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
+    "mask": {"iterations": 500, "ig_steps": 1, "smoothness": "tv", "ig_scale": 1.0},
+    "igos": {"iterations": 20, "ig_steps": 20, "smoothness": "tv", "ig_scale": 1.0},
+    "naive": {"iterations": 20, "ig_steps": 20, "smoothness": "btv", "ig_scale": 1.0},
+    "insertion": {"iterations": 20, "ig_steps": 20, "smoothness": "btv", "ig_scale": 1.0},
+    "igospp": {"iterations": 20, "ig_steps": 20, "smoothness": "btv", "ig_scale": 0.5},
+}
 
 
 @dataclass(frozen=True)
@@ -70,26 +72,29 @@ class Config:
             Default ``"igospp"``.
         resolution: mask size in cells, an int ``s`` (``s x s``) or a pair ``(h, w)``, from 1
             up to the image size. Default 28.
-        iterations: outer iterations ``T``. Default 20 (the official README runs).
+        iterations: outer iterations ``T``. Default ``None``: the method's value (20, the official
+            README runs; 500 for Mask, Fong & Vedaldi's count).
         ig_steps: integration intervals ``S`` of the path-averaged scores; path
-            coefficients are ``k/S`` for ``k = 1..S`` (a right Riemann sum). Default 20.
+            coefficients are ``k/S`` for ``k = 1..S`` (a right Riemann sum). Default ``None``:
+            the method's value (20; 1 for Mask, whose plain gradient is the one-interval path).
         l1: weight of ``mean|1 - M|``. ``None`` (default) picks the paper's value:
             10 when the mask has at least 224 cells on its shorter side, else 1.
         l2: weight of the smoothness term (TV or BTV). Default 20.
         smoothness: ``"tv"`` (I-GOS, Mask) or ``"btv"`` (bilateral TV, eq. 7; iGOS++ and the
-            naive and insertion variants).
+            naive and insertion variants). Default ``None``: the method's value.
         btv_form: ``"official"`` (default): the authors' code, whose vertical and horizontal
             image weights are computed differently. ``"symmetric"``: eq. (7) of the paper,
-            one colour distance for both directions. See :func:`igospp.bilateral_tv`.
+            one color distance for both directions. See :func:`igospp.bilateral_tv`.
         tv_beta: exponent ``beta`` of TV and BTV, at least 1. Default 2.
         btv_sigma: ``sigma`` of BTV; weights are ``exp(-d^2 / sigma)`` as in the code
-            (the paper writes ``sigma^2``). Default 0.01, on ImageNet-normalised images.
+            (the paper writes ``sigma^2``). Default 0.01, on ImageNet-normalized images.
         noise_std: std of the Gaussian noise added to every integration-path image, in
-            normalised input units. Default 0.2. 0 turns the noise off.
+            normalized input units. Default 0.2. 0 turns the noise off.
         ig_scale: factor applied to the summed integrated-gradient terms before the
-            regulariser gradient is added. The official iGOS++ halves them (0.5,
+            regularizer gradient is added. The official iGOS++ halves them (0.5,
             "to balance out the terms with the regularization terms"); the other
-            methods use 1. The line-search objective is never scaled.
+            methods use 1. Default ``None``: the method's value. The line-search objective is
+            never scaled.
         line_search: backtracking Armijo line search of eq. (8) (default) or, when
             ``False``, a fixed step ``step_size``.
         step_size: the fixed step used when ``line_search=False``. The paper does not say which
@@ -110,10 +115,17 @@ class Config:
         blur_sigma: its sigma at ``blur_reference_size`` pixels. Default 50.
         blur_reference_size: the image size at which the two values above apply; both scale
             linearly with the image's height and width. Default 224.
-        batch_size: how many integration-path images go through the model at once. A
-            speed and memory knob only: results do not depend on it. ``None`` (default) picks
-            8 on the CPU (where small batches run fastest) and 64 on a GPU.
-        seed: seed of the ``torch.Generator`` made when :func:`explain` gets none. Default 0.
+        batch_size: how many integration-path images go through the model at once, a speed
+            and memory knob. The noise draws and the order of the engine's sums do not depend on
+            it (on a float64 model results agree to ``1e-13``, ``tests/test_speed.py``), but the
+            model's kernels may round differently for another batch size, and the line search's
+            large steps amplify that: on EfficientNet-Lite0 (float32, CPU) chunks of 3 and of 8
+            differ by up to ``2.9e-6`` in a logit, ``3.8e-3`` in the iGOS++ mask after 6
+            iterations at 28 x 28 and ``1.5e-4`` in its insertion AUC
+            (``benchmarks/records/2026-12-02_cpu2_batch_size_08d6dc8.json``). ``None`` (default) picks 8 on the CPU
+            (where small batches run fastest) and 64 on a GPU.
+        seed: seed of the ``torch.Generator`` made when :func:`explain` gets none: an integer
+            from ``-(2**63)`` to ``2**64 - 1`` (what ``manual_seed`` accepts). Default 0.
         low_score_threshold: warn when the clean-image score of the target is below this
             (the paper's failure case). ``None`` disables the warning. Default 0.1.
         ls_fresh_base: evaluate the line search's starting objective with a fresh noise draw,
@@ -156,16 +168,16 @@ class Config:
 
     method: Method = "igospp"
     resolution: int | tuple[int, int] = 28
-    iterations: int = 20
-    ig_steps: int = 20
+    iterations: int = None  # type: ignore[assignment]  # None: the method's value
+    ig_steps: int = None  # type: ignore[assignment]
     l1: float | None = None
     l2: float = 20.0
-    smoothness: Literal["tv", "btv"] = "btv"
+    smoothness: Literal["tv", "btv"] = None  # type: ignore[assignment]
     btv_form: Literal["official", "symmetric"] = "official"
     tv_beta: float = 2.0
     btv_sigma: float = 0.01
     noise_std: float = 0.2
-    ig_scale: float = 0.5
+    ig_scale: float = None  # type: ignore[assignment]
     line_search: bool = True
     step_size: float = 1.6
     ls_initial_step: float = 1000.0
@@ -190,63 +202,61 @@ class Config:
     autocast: Literal["bfloat16", "float16"] | None = None
 
     def __post_init__(self) -> None:
-        _choice("method", self.method, METHODS)
+        put = object.__setattr__  # the dataclass is frozen: checked values are stored clean
+        checks.choice("Config.method", self.method, METHODS)
+        for name, value in METHOD_DEFAULTS[self.method].items():
+            if getattr(self, name) is None:
+                put(self, name, value)
         res = self.resolution
         if isinstance(res, (list, tuple)):
             if len(res) != 2:
                 raise ValueError(f"Config.resolution must be an int or a pair (h, w), got {res!r}.")
-            for r in res:
-                _positive_int("resolution", r)
-            object.__setattr__(self, "resolution", (int(res[0]), int(res[1])))
+            put(self, "resolution", tuple(checks.positive_int("Config.resolution", r) for r in res))
         else:
-            _positive_int("resolution", res)
-        _positive_int("iterations", self.iterations)
-        _positive_int("ig_steps", self.ig_steps)
+            put(self, "resolution", checks.positive_int("Config.resolution", res))
+        put(self, "iterations", checks.positive_int("Config.iterations", self.iterations))
+        put(self, "ig_steps", checks.positive_int("Config.ig_steps", self.ig_steps))
         if self.l1 is not None:
-            _number("l1", self.l1, low=0.0, strict=False)
-        _number("l2", self.l2, low=0.0, strict=False)
-        _choice("smoothness", self.smoothness, _SMOOTHNESS)
-        _choice("btv_form", self.btv_form, _BTV_FORMS)
-        _number("tv_beta", self.tv_beta, low=1.0, strict=False)  # below 1 the gradient at 0 is NaN
-        _number("btv_sigma", self.btv_sigma, low=0.0, strict=True)
-        _number("noise_std", self.noise_std, low=0.0, strict=False)
-        _number("ig_scale", self.ig_scale, low=0.0, strict=True)
-        if not isinstance(self.line_search, bool):
-            raise ValueError(f"Config.line_search must be True or False, got {self.line_search!r}.")
-        _number("step_size", self.step_size, low=0.0, strict=True)
-        _number("ls_initial_step", self.ls_initial_step, low=0.0, strict=True)
-        _number("ls_shrink", self.ls_shrink, low=0.0, strict=True, high=1.0)
-        _number("ls_armijo", self.ls_armijo, low=0.0, strict=False, high=1.0)
-        _number("ls_min_step", self.ls_min_step, low=0.0, strict=True)
+            checks.number("Config.l1", self.l1, low=0.0, strict=False)
+        checks.number("Config.l2", self.l2, low=0.0, strict=False)
+        checks.choice("Config.smoothness", self.smoothness, _SMOOTHNESS)
+        checks.choice("Config.btv_form", self.btv_form, _BTV_FORMS)
+        checks.number("Config.tv_beta", self.tv_beta, low=1.0, strict=False)  # below 1 the gradient at 0 is NaN
+        checks.number("Config.btv_sigma", self.btv_sigma, low=0.0, strict=True)
+        checks.number("Config.noise_std", self.noise_std, low=0.0, strict=False)
+        checks.number("Config.ig_scale", self.ig_scale, low=0.0, strict=True)
+        for name in ("line_search", "ls_fresh_base", "track_scores", "accelerate", "ls_common_noise"):
+            checks.flag(f"Config.{name}", getattr(self, name))
+        checks.number("Config.step_size", self.step_size, low=0.0, strict=True)
+        checks.number("Config.ls_initial_step", self.ls_initial_step, low=0.0, strict=True)
+        checks.number("Config.ls_shrink", self.ls_shrink, low=0.0, strict=True, high=1.0)
+        checks.number("Config.ls_armijo", self.ls_armijo, low=0.0, strict=False, high=1.0)
+        checks.number("Config.ls_min_step", self.ls_min_step, low=0.0, strict=True)
         if self.ls_min_step > self.ls_initial_step:
             raise ValueError(
                 f"Config.ls_min_step ({self.ls_min_step}) must not exceed "
                 f"Config.ls_initial_step ({self.ls_initial_step})."
             )
-        _choice("score", self.score, _SCORES)
-        _positive_int("blur_kernel_size", self.blur_kernel_size)
+        checks.choice("Config.score", self.score, _SCORES)
+        put(self, "blur_kernel_size", checks.positive_int("Config.blur_kernel_size", self.blur_kernel_size))
         if self.blur_kernel_size % 2 == 0:
             raise ValueError(f"Config.blur_kernel_size must be odd, got {self.blur_kernel_size}.")
-        _number("blur_sigma", self.blur_sigma, low=0.0, strict=True)
-        _positive_int("blur_reference_size", self.blur_reference_size)
+        checks.number("Config.blur_sigma", self.blur_sigma, low=0.0, strict=True)
+        put(self, "blur_reference_size", checks.positive_int("Config.blur_reference_size", self.blur_reference_size))
         if self.batch_size is not None:
-            _positive_int("batch_size", self.batch_size)
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise ValueError(f"Config.seed must be an integer, got {self.seed!r}.")
+            put(self, "batch_size", checks.positive_int("Config.batch_size", self.batch_size))
+        put(self, "seed", checks.seed("Config.seed", self.seed))
         if self.low_score_threshold is not None:
-            _number("low_score_threshold", self.low_score_threshold, low=-math.inf, strict=True)
-        for flag in ("ls_fresh_base", "track_scores", "accelerate", "ls_common_noise"):
-            if not isinstance(getattr(self, flag), bool):
-                raise ValueError(f"Config.{flag} must be True or False, got {getattr(self, flag)!r}.")
+            checks.number("Config.low_score_threshold", self.low_score_threshold)
         if self.progress is not None and not isinstance(self.progress, bool):
             raise ValueError(f"Config.progress must be True, False or None (automatic), got {self.progress!r}.")
         if self.ls_warm_start is not None:
-            _number("ls_warm_start", self.ls_warm_start, low=1.0, strict=False)
+            checks.number("Config.ls_warm_start", self.ls_warm_start, low=1.0, strict=False)
         if self.ls_ig_steps is not None:
-            _positive_int("ls_ig_steps", self.ls_ig_steps)
-        _positive_int("ls_candidates", self.ls_candidates)
+            put(self, "ls_ig_steps", checks.positive_int("Config.ls_ig_steps", self.ls_ig_steps))
+        put(self, "ls_candidates", checks.positive_int("Config.ls_candidates", self.ls_candidates))
         if self.autocast is not None:
-            _choice("autocast", self.autocast, _AUTOCAST)
+            checks.choice("Config.autocast", self.autocast, _AUTOCAST)
         if self.ls_common_noise and (self.ls_fresh_base or self.ls_ig_steps is not None):
             other = "ls_fresh_base=True" if self.ls_fresh_base else f"ls_ig_steps={self.ls_ig_steps}"
             raise ValueError(f"Config.ls_common_noise=True reuses the gradient pass's noise draw, which {other} "
@@ -262,18 +272,17 @@ class Config:
         own line search instead of their Adam optimizer, so the methods differ only in the
         descent direction.
         """
-        base = dict(method="mask", ig_steps=1, iterations=500, smoothness="tv", ig_scale=1.0)
-        return cls._preset(base, resolution, fields)
+        return cls._preset("mask", resolution, fields)
 
     @classmethod
     def igos(cls, resolution: int | tuple[int, int] = 28, **fields: Any) -> Config:
         """I-GOS (Qi et al. 2020): eq. (1) with TV, descended along the integrated gradient (eq. 2-3)."""
-        return cls._preset(dict(method="igos", smoothness="tv", ig_scale=1.0), resolution, fields)
+        return cls._preset("igos", resolution, fields)
 
     @classmethod
     def naive(cls, resolution: int | tuple[int, int] = 28, **fields: Any) -> Config:
         """"I-GOS + Ins (naive)", the official ``iGOS+``: the insertion term added to one mask, with BTV."""
-        return cls._preset(dict(method="naive", smoothness="btv", ig_scale=1.0), resolution, fields)
+        return cls._preset("naive", resolution, fields)
 
     @classmethod
     def insertion(cls, resolution: int | tuple[int, int] = 28, **fields: Any) -> Config:
@@ -281,23 +290,25 @@ class Config:
 
         Not in the official code; built as its natural analogue.
         """
-        return cls._preset(dict(method="insertion", smoothness="btv", ig_scale=1.0), resolution, fields)
+        return cls._preset("insertion", resolution, fields)
 
     @classmethod
     def igospp(cls, resolution: int | tuple[int, int] = 28, **fields: Any) -> Config:
         """iGOS++: deletion and insertion masks, eq. (4)-(6), BTV (eq. 7), line search (eq. 8)."""
-        return cls._preset(dict(method="igospp", smoothness="btv", ig_scale=0.5), resolution, fields)
+        return cls._preset("igospp", resolution, fields)
 
     @classmethod
     def preset(cls, method: str, resolution: int | tuple[int, int] = 28, **fields: Any) -> Config:
         """The preset named ``method`` (one of :data:`METHODS`)."""
-        _choice("method", method, METHODS)
+        checks.choice("Config.method", method, METHODS)
         return getattr(cls, method)(resolution, **fields)
 
     @classmethod
-    def _preset(cls, base: dict[str, Any], resolution: Any, fields: dict[str, Any]) -> Config:
+    def _preset(cls, method: str, resolution: Any, fields: dict[str, Any]) -> Config:
         cls._check_names(fields)
-        return cls(**{**base, "resolution": resolution, **fields})
+        if "method" in fields:
+            raise TypeError(f"Config.{method}() sets the method itself; use Config.preset(method, ...) for another.")
+        return cls(method=method, resolution=resolution, **fields)
 
     @classmethod
     def _check_names(cls, fields: dict[str, Any]) -> None:
@@ -308,8 +319,26 @@ class Config:
 
     # ------------------------------------------------------------------ helpers
     def replace(self, **changes: Any) -> Config:
-        """A copy with some fields changed (validated like a new config)."""
+        """A copy with some fields changed (validated like a new config).
+
+        A new ``method`` brings its own values of the method-dependent fields
+        (:data:`METHOD_DEFAULTS`: ``iterations``, ``ig_steps``, ``smoothness``, ``ig_scale``)
+        wherever this config holds the old method's value; values you set yourself stay.
+
+        >>> cfg = Config.igos().replace(method="igospp")
+        >>> cfg.smoothness, cfg.ig_scale
+        ('btv', 0.5)
+        >>> Config.igos(smoothness="btv").replace(method="mask").smoothness
+        'btv'
+        """
         self._check_names(changes)
+        method = changes.get("method", self.method)
+        if method != self.method:
+            checks.choice("Config.method", method, METHODS)
+            old = METHOD_DEFAULTS[self.method]
+            for name in old:
+                if name not in changes and getattr(self, name) == old[name]:
+                    changes[name] = None
         return dataclasses.replace(self, **changes)
 
     @property
@@ -327,7 +356,7 @@ class Config:
 
     def effective_batch_size(self, device: torch.device | str) -> int:
         """``batch_size``, or the default for ``device`` when it is ``None`` (8 on CPU, 64 on GPU)."""
-        return self.batch_size if self.batch_size is not None else default_batch_size(device)
+        return resolve_batch_size(self.batch_size, device)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-Python view for JSON records."""

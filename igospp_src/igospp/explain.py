@@ -1,6 +1,6 @@
 """The optimizer: one loop for Mask, I-GOS, the naive variant, insertion-only and iGOS++.
 
-Each iteration (``official-algorithm.md`` section 2):
+Each iteration (the authors' loop, ``methods.py:99-228`` of khorrams/IGOS_pp at ``bbd49e3``):
 
 1. evaluate every path term of every image in one chunked forward/backward pass, giving
    the descent direction of each mask and the objective at the current masks;
@@ -24,14 +24,15 @@ from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
 
-from .acceleration import accelerate
-from .composition import phi, upsample
-from .config import Config
-from .inputs import BaselineLike, check_images, check_resolution, model_device, resolve_baseline, warn_if_training
-from .line_search import backtracking_line_search
-from .objectives import Objective, mask_product
-from .paths import Counter, PathEngine
-from .targets import Scorer, Target, check_model_output, resolve_target
+from igospp.acceleration import accelerate
+from igospp.checks import untouched
+from igospp.composition import phi, upsample
+from igospp.config import Config
+from igospp.inputs import BaselineLike, check_images, check_resolution, model_device, resolve_baseline, warn_if_training
+from igospp.line_search import backtracking_line_search
+from igospp.objectives import Objective, mask_product
+from igospp.paths import Counter, PathEngine
+from igospp.targets import Target, check_model_output, forward_clean, resolve_target
 
 __all__ = ["explain", "Explanation", "History", "Stats", "LowScoreWarning"]
 
@@ -46,7 +47,7 @@ class History:
 
     Attributes:
         objective: the objective at the start of each iteration (noisy path scores of the
-            gradient pass plus the regulariser).
+            gradient pass plus the regularizer).
         step: the step taken.
         trials: line-search loss evaluations (0 with a fixed step).
         accepted: whether the Armijo condition held at the step taken.
@@ -145,9 +146,12 @@ def explain(model: torch.nn.Module, images: torch.Tensor, target: Target = None,
     r"""Optimize saliency masks for ``images`` with Mask, I-GOS, the naive variant, insertion-only or iGOS++.
 
     Args:
-        model: a classifier mapping ``(N, C, H, W)`` normalised images to ``(N, K)`` outputs,
-            in eval mode. Its device (first parameter) decides where the work runs.
-        images: ``(B, C, H, W)`` normalised images; any ``C``, any ``H x W``, any ``B``.
+        model: a classifier mapping ``(N, C, H, W)`` normalized images to ``(N, K)`` outputs,
+            in eval mode. Its device (first parameter) decides where the work runs. It is left
+            as it was found (:func:`igospp.checks.untouched`): a model in training mode (which
+            gets a warning) runs in training mode, but the running statistics of its batch norms
+            and the ``.grad`` of its parameters are restored afterwards.
+        images: ``(B, C, H, W)`` normalized images; any ``C``, any ``H x W``, any ``B``.
         target: what to explain, per image. ``None`` (default): the top-1 class on the
             clean image. An ``int`` class for all images; a sequence with one ``int`` or
             callable per image; or a callable mapping the model output ``(N, K)`` to
@@ -168,7 +172,7 @@ def explain(model: torch.nn.Module, images: torch.Tensor, target: Target = None,
         TypeError, ValueError: on bad input, before any optimization, naming the argument.
 
     Warns:
-        TrainingModeWarning: a dropout or normalisation layer of the model is in training mode.
+        TrainingModeWarning: a dropout or normalization layer of the model is in training mode.
         LowScoreWarning: the target's clean score is below ``Config.low_score_threshold``.
 
     Notes:
@@ -206,30 +210,27 @@ def explain(model: torch.nn.Module, images: torch.Tensor, target: Target = None,
     height, width = images.shape[-2:]
     check_resolution(config, height, width)
 
-    with torch.inference_mode(False):
+    with untouched(model), torch.inference_mode(False):
         x = images.detach().to(device=device, dtype=dtype).clone()
         base = resolve_baseline(baseline, x, config)
         if generator is None:
             generator = torch.Generator(device=device).manual_seed(config.seed)
         counter = Counter()
         with torch.no_grad():
-            clean_out = check_model_output(model(x), x.shape[0])
+            clean_out = forward_clean(model, x)
         counter.forward_images += x.shape[0]
         if not torch.isfinite(clean_out).all():
             raise ValueError("the model's output on the clean images contains NaN or Inf; check the model "
-                             "and the images' normalisation.")
+                             "and the images' normalization.")
         scorer = resolve_target(target, clean_out, config.score)
         clean_score = scorer(clean_out, torch.arange(x.shape[0], device=device))
         _warn_low_scores(clean_score, config.low_score_threshold)
 
         config = config.replace(batch_size=config.effective_batch_size(device))
         fast = accelerate(model, x, clean_out, enabled=config.accelerate)
-        engine = PathEngine(fast, x, base, scorer, config.ig_steps, config.noise_std, generator,
-                            config.batch_size, counter,
-                            autocast=getattr(torch, config.autocast) if config.autocast else None,
-                            keep_noise=config.ls_common_noise)
+        engine = PathEngine(fast, x, base, scorer, config, generator, counter)
         objective = Objective(config, engine)
-        masks, history = _optimize(objective, config, scorer, counter)
+        masks, history = _optimize(objective)
 
     mask = mask_product(masks)
     stats = Stats(
@@ -266,9 +267,8 @@ def _show_progress(progress: bool | None) -> bool:
     return "ipykernel" in sys.modules or bool(getattr(sys.stderr, "isatty", lambda: False)())
 
 
-def _optimize(objective: Objective, config: Config, scorer: Scorer,
-              counter: Counter) -> tuple[list[torch.Tensor], History]:
-    engine = objective.engine
+def _optimize(objective: Objective) -> tuple[list[torch.Tensor], History]:
+    engine, config = objective.engine, objective.config
     x = engine.images
     batch = x.shape[0]
     index = torch.arange(batch, device=x.device)
@@ -306,8 +306,7 @@ def _optimize(objective: Objective, config: Config, scorer: Scorer,
                          ("terms", terms)):
             rec[key].append(val.detach())
         if config.track_scores:
-            deletion, insertion = _masked_scores(engine, mask_product(masks), scorer, index)
-            counter.forward_images += 2 * batch
+            deletion, insertion = _masked_scores(engine, mask_product(masks), index)
             rec["deletion"].append(deletion)
             rec["insertion"].append(insertion)
         bar.set_postfix(objective=f"{value.mean().item():.4g}", step=f"{step.median().item():.3g}", refresh=False)
@@ -315,12 +314,13 @@ def _optimize(objective: Objective, config: Config, scorer: Scorer,
     return masks, History(term_names=[t.name for t in objective.terms], **stacked)
 
 
-def _masked_scores(engine: PathEngine, mask: torch.Tensor, scorer: Scorer,
+def _masked_scores(engine: PathEngine, mask: torch.Tensor,
                    index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Noise-free scores of the deletion image ``Phi(I, B, M)`` and the insertion image ``Phi(B, I, M)``."""
     images, baselines = engine.images, engine.baselines
     with torch.inference_mode():
         both = torch.cat([phi(images, baselines, mask), phi(baselines, images, mask)])
         out = check_model_output(engine.model(both), both.shape[0])
-        scores = scorer(out, torch.cat([index, index]))
+        scores = engine.scorer(out, torch.cat([index, index]))
+    engine.counter.forward_images += both.shape[0]
     return scores[: index.shape[0]].clone(), scores[index.shape[0]:].clone()

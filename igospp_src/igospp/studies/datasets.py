@@ -14,6 +14,8 @@ from pathlib import Path
 
 import torch
 
+from igospp import checks
+
 __all__ = ["digits", "fashion_mnist", "split", "FASHION_MNIST_CLASSES"]
 
 FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
@@ -21,8 +23,7 @@ FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", 
 
 
 def _check_size(size: int) -> None:
-    if isinstance(size, bool) or not isinstance(size, int) or size < 8:
-        raise ValueError(f"size must be an integer >= 8 (pixels per side), got {size!r}.")
+    checks.integer("size", size, low=8)
 
 
 def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -39,7 +40,7 @@ def digits(size: int = 32) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     per side still cover several pixels.
 
     Example:
-        >>> import igospp.datasets as ds
+        >>> import igospp.studies.datasets as ds
         >>> x, y, names = ds.digits(16)
         >>> tuple(x.shape), int(y[:10].sum()), names[3]
         ((1797, 1, 16, 16), 45, '3')
@@ -84,7 +85,7 @@ def split(n: int, test_fraction: float, generator: torch.Generator) -> tuple[tor
     """A seeded random split of ``range(n)`` into (train indices, test indices).
 
     Example:
-        >>> import torch, igospp.datasets as ds
+        >>> import torch, igospp.studies.datasets as ds
         >>> train, test = ds.split(10, 0.3, torch.Generator().manual_seed(0))
         >>> len(train), len(test), sorted(train.tolist() + test.tolist()) == list(range(10))
         (7, 3, True)

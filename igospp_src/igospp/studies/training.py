@@ -3,7 +3,7 @@
 The paper trains two models of its own: a simple CNN on Fashion-MNIST, once with true and once
 with random labels (the label randomization test, Fig. 3), and a COVID-19 classifier (Table 4).
 This module holds what both need: a small CNN for any number of input channels, a 1-channel
-ResNet18, a deterministic training loop (every shuffle and initialisation drawn from a seeded
+ResNet18, a deterministic training loop (every shuffle and initialization drawn from a seeded
 ``torch.Generator``) and the classification scores of Table 4.
 """
 
@@ -15,7 +15,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .inputs import check_images
+from igospp import checks
+from igospp.inputs import check_images
 
 __all__ = ["SmallCNN", "resnet18_classifier", "init_parameters", "train_classifier", "TrainingHistory", "predict",
            "ClassScores", "class_scores"]
@@ -33,7 +34,7 @@ class SmallCNN(nn.Module):
         width: channels of the first convolution; the next two have ``2 * width``.
 
     Example:
-        >>> import torch, igospp.training as tr
+        >>> import torch, igospp.studies.training as tr
         >>> tr.SmallCNN(1, 10)(torch.zeros(2, 1, 32, 32)).shape
         torch.Size([2, 10])
     """
@@ -41,8 +42,7 @@ class SmallCNN(nn.Module):
     def __init__(self, in_channels: int = 1, num_classes: int = 10, width: int = 32) -> None:
         super().__init__()
         for name, value in (("in_channels", in_channels), ("num_classes", num_classes), ("width", width)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+            checks.positive_int(name, value)
         self.features = nn.Sequential(
             nn.Conv2d(in_channels, width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
             nn.Conv2d(width, 2 * width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
@@ -58,11 +58,11 @@ class SmallCNN(nn.Module):
 def resnet18_classifier(in_channels: int = 1, num_classes: int = 3) -> nn.Module:
     """torchvision's ResNet18, untrained, with ``in_channels`` inputs and ``num_classes`` outputs.
 
-    No weights are downloaded: the network is initialised here (pass it through
-    :func:`init_parameters` for a seeded initialisation) and trained with :func:`train_classifier`.
+    No weights are downloaded: the network is initialized here (pass it through
+    :func:`init_parameters` for a seeded initialization) and trained with :func:`train_classifier`.
 
     Example:
-        >>> import torch, igospp.training as tr
+        >>> import torch, igospp.studies.training as tr
         >>> tr.resnet18_classifier(1, 3)(torch.zeros(1, 1, 64, 64)).shape
         torch.Size([1, 3])
     """
@@ -74,10 +74,10 @@ def resnet18_classifier(in_channels: int = 1, num_classes: int = 3) -> nn.Module
 
 
 def init_parameters(model: nn.Module, generator: torch.Generator) -> nn.Module:
-    """Re-initialise every convolution and linear layer of ``model`` from ``generator`` (in place).
+    """Re-initialize every convolution and linear layer of ``model`` from ``generator`` (in place).
 
     Weights and biases are drawn uniformly in ``±1/sqrt(fan_in)`` (the bound of PyTorch's default
-    initialisation), so that two runs with the same seed start from the same network whatever
+    initialization), so that two runs with the same seed start from the same network whatever
     the global random state; batch-norm layers are reset to weight 1 and bias 0. Returns ``model``.
     """
     with torch.no_grad():
@@ -147,7 +147,7 @@ def train_classifier(model: nn.Module, images: torch.Tensor, labels: torch.Tenso
         A :class:`TrainingHistory`. The model is left in eval mode.
 
     Example:
-        >>> import torch, igospp.training as tr
+        >>> import torch, igospp.studies.training as tr
         >>> g = torch.Generator().manual_seed(0)
         >>> x = torch.rand(64, 1, 8, 8, generator=g); y = (x.mean((1, 2, 3)) > 0.5).long()
         >>> model = tr.init_parameters(tr.SmallCNN(1, 2, width=8), g)
@@ -156,11 +156,9 @@ def train_classifier(model: nn.Module, images: torch.Tensor, labels: torch.Tenso
     """
     images = check_images(images)
     labels = _check_labels(labels, images.shape[0], "labels")
-    for name, value in (("epochs", epochs), ("batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}.")
-    if not lr > 0:
-        raise ValueError(f"lr must be positive, got {lr!r}.")
+    epochs = checks.positive_int("epochs", epochs)
+    batch_size = checks.positive_int("batch_size", batch_size)
+    lr = checks.number("lr", lr, low=0.0, strict=True)
     if test is not None:
         test = (check_images(test[0]), _check_labels(test[1], test[0].shape[0], "test labels"))
     generator = generator if generator is not None else torch.Generator().manual_seed(0)
@@ -211,7 +209,7 @@ def class_scores(predictions: torch.Tensor, labels: torch.Tensor, positive: int)
     (scikit-learn's ``zero_division=0``).
 
     Example:
-        >>> import torch, igospp.training as tr
+        >>> import torch, igospp.studies.training as tr
         >>> tr.class_scores(torch.tensor([2, 2, 0, 1]), torch.tensor([2, 0, 0, 2]), positive=2)
         ClassScores(accuracy=0.5, precision=0.5, recall=0.5, f1=0.5, positive=2)
     """

@@ -7,7 +7,7 @@ interval; :meth:`PairedDifference.word` turns it into "lower", "higher" or "not 
 so that a sentence claims a difference only when the interval excludes zero.
 
 Example:
-    >>> from igospp.stats import paired_difference
+    >>> from igospp.studies.stats import paired_difference
     >>> d = paired_difference([0.30, 0.25, 0.40, 0.35], [0.20, 0.20, 0.30, 0.30])
     >>> round(d.mean, 4), d.n, d.n_positive, d.excludes_zero, d.word()
     (0.075, 4, 4, True, 'higher')
@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from igospp import checks
+
 __all__ = ["PairedDifference", "mean_se", "paired_difference"]
 
 
@@ -28,7 +30,7 @@ def mean_se(values: Sequence[float]) -> tuple[float, float]:
     """Mean and standard error of the mean (sample standard deviation / sqrt(n); NaN for n < 2).
 
     Example:
-        >>> from igospp.stats import mean_se
+        >>> from igospp.studies.stats import mean_se
         >>> mean_se([1.0, 2.0, 3.0])
         (2.0, 0.5773502691896258)
     """
@@ -68,7 +70,7 @@ class PairedDifference:
         """``positive`` when the interval is above zero, ``negative`` when below, else ``neither``.
 
         Example:
-            >>> from igospp.stats import paired_difference
+            >>> from igospp.studies.stats import paired_difference
             >>> paired_difference([1.0, 2.0], [1.5, 1.0]).word()
             'not distinguishable'
         """
@@ -100,15 +102,14 @@ def paired_difference(a: Sequence[float], b: Sequence[float], confidence: float 
             ``confidence`` is not in (0, 1).
 
     Example:
-        >>> from igospp.stats import paired_difference
+        >>> from igospp.studies.stats import paired_difference
         >>> d = paired_difference([2.0, 3.0, 4.0], [1.0, 1.0, 1.0])   # differences 1, 2, 3
         >>> round(d.mean, 3), round(d.low, 3), round(d.high, 3)        # 2 ± 4.303 / sqrt(3)
         (2.0, -0.484, 4.484)
     """
     from scipy.stats import t as student_t
 
-    if isinstance(confidence, bool) or not isinstance(confidence, (int, float)) or not 0 < confidence < 1:
-        raise ValueError(f"confidence must be a number in (0, 1), e.g. 0.95; got {confidence!r}.")
+    confidence = checks.probability("confidence", confidence)
     x, y = _as_array(a, "a"), _as_array(b, "b")
     if x.shape != y.shape:
         raise ValueError(f"a and b must pair up: got {x.size} and {y.size} values. Pass the two methods' values "

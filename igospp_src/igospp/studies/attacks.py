@@ -1,12 +1,12 @@
 """Adversarial examples for the paper's Fig. 4: MI-FGSM (Dong et al., 2018).
 
 The momentum iterative fast gradient sign method takes ``steps`` signed-gradient steps of
-size ``epsilon / steps``, each along an accumulated, L1-normalised gradient (momentum
+size ``epsilon / steps``, each along an accumulated, L1-normalized gradient (momentum
 ``decay``), and keeps the image within ``epsilon`` of the original in the L-infinity norm and
 inside the valid range. Targeted (the paper targets "Persian cat"), it descends the
 cross-entropy of the target class; untargeted, it ascends that of the true class.
 
-Budgets are usually stated in pixel units (e.g. 16/255) while models take normalised
+Budgets are usually stated in pixel units (e.g. 16/255) while models take normalized
 inputs: :func:`normalized_budget` converts a pixel budget and the [0, 1] range into the
 model's units for a given mean and std.
 """
@@ -17,8 +17,9 @@ from collections.abc import Sequence
 
 import torch
 
-from .inputs import check_images, model_device
-from .targets import check_model_output
+from igospp import checks
+from igospp.inputs import check_images, model_device
+from igospp.targets import forward_clean
 
 __all__ = ["mi_fgsm", "normalized_budget"]
 
@@ -33,7 +34,7 @@ def normalized_budget(epsilon: float, mean: Sequence[float], std: Sequence[float
         ``(epsilon, low, high)``, each of shape (C, 1, 1), for :func:`mi_fgsm`.
 
     Example:
-        >>> import igospp.attacks as attacks
+        >>> import igospp.studies.attacks as attacks
         >>> eps, low, high = attacks.normalized_budget(0.1, [0.5], [0.25])
         >>> eps.flatten().tolist(), low.flatten().tolist(), high.flatten().tolist()
         ([0.4000000059604645], [-2.0], [2.0])
@@ -80,7 +81,7 @@ def mi_fgsm(model: torch.nn.Module, images: torch.Tensor, target: int | Sequence
         The adversarial images (B, C, H, W), detached, on the images' device.
 
     Example:
-        >>> import torch, igospp.attacks as attacks
+        >>> import torch, igospp.studies.attacks as attacks
         >>> torch.manual_seed(0)
         <torch._C.Generator object at ...>
         >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3)).eval()
@@ -90,14 +91,12 @@ def mi_fgsm(model: torch.nn.Module, images: torch.Tensor, target: int | Sequence
         (True, [2, 2])
     """
     images = check_images(images)
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive integer, got {steps!r}.")
-    if not decay >= 0:
-        raise ValueError(f"decay must be >= 0, got {decay!r}.")
+    steps = checks.positive_int("steps", steps)
+    decay = checks.number("decay", decay, low=0.0)
     device, dtype = model_device(model, images)
     x0 = images.detach().to(device, dtype)
     with torch.no_grad():
-        num_classes = check_model_output(model(x0), x0.shape[0]).shape[1]
+        num_classes = forward_clean(model, x0).shape[1]
     classes = torch.as_tensor(target, dtype=torch.long, device=device).reshape(-1)
     if classes.numel() == 1:
         classes = classes.expand(x0.shape[0])

@@ -1,22 +1,29 @@
 """The numbers the paper reports, for putting reproduced results beside them.
 
 Transcribed from the AAAI 2021 paper (main text and supplementary material); "--" cells of the
-paper are absent. Keys of the comparison tables are ``(method, resolution)`` with the method
-names of :mod:`igospp.evaluation` and values ``(deletion AUC, insertion AUC)``.
+paper are absent. Keys of the comparison tables (:data:`TABLE1`, :data:`TABLE2`, :data:`TABLE3`,
+:data:`TABLE6`, :data:`TABLE7`) are ``(method, resolution)`` (or the method alone) with the
+method names of :data:`igospp.methods.REGISTRY`, whose display names (:func:`igospp.methods.display_name`)
+label the rows; values are ``(deletion AUC, insertion AUC)`` unless said otherwise.
 
 Example:
-    >>> import igospp.paper as paper
+    >>> import igospp.studies.paper as paper
     >>> paper.TABLE1[("igospp", 28)]
     (0.0929, 0.7284)
+    >>> paper.methods(paper.TABLE1)
+    ['gradcam', 'ig', 'rise', 'mask', 'igos', 'igospp']
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
+from igospp.methods import REGISTRY, display_name
+
 __all__ = ["TABLE1", "TABLE2", "TABLE3", "TABLE5", "TABLE6", "TABLE7", "TABLE7_LAMBDAS", "TABLE_MODELS",
-           "side_by_side"]
+           "methods", "side_by_side"]
 
 #: Table 1: ResNet50, ImageNet validation, (deletion, insertion) per method and mask resolution.
 TABLE1: dict[tuple[str, int], tuple[float, float]] = {
@@ -80,42 +87,63 @@ TABLE_MODELS = {"TABLE1": "ResNet50", "TABLE2": "VGG19", "TABLE3": "ResNet50", "
                 "TABLE6": "ResNet50", "TABLE7": "ResNet50"}
 
 
+def methods(table: Mapping[Any, Any]) -> list[str]:
+    """The methods of a comparison table, in :data:`igospp.methods.REGISTRY` order.
+
+    Args:
+        table: a table keyed by ``(method, resolution)`` or by method (:data:`TABLE1`,
+            :data:`TABLE2`, :data:`TABLE3`, :data:`TABLE6`, :data:`TABLE7`).
+
+    Raises:
+        ValueError: when a key is not a registry name (:data:`TABLE5`'s masks, for instance).
+
+    >>> methods(TABLE3)[1:4]
+    ['insertion', 'naive', 'igospp_nonoise']
+    """
+    names = {key[0] if isinstance(key, tuple) else key for key in table}
+    unknown = sorted(names - set(REGISTRY))
+    if unknown:
+        raise ValueError(f"table has keys {unknown} that are not methods of igospp.methods.REGISTRY.")
+    return [name for name in REGISTRY if name in names]
+
+
 def _resolution(row: dict[str, Any]) -> int | None:
     first = str(row["resolution"]).split("x")[0]
     return int(first) if first.isdigit() else None
 
 
+def _fmt(mean: float | None, se: float | None) -> str:
+    if mean is None:
+        return "--"
+    return f"{mean:.4f}" if se is None or math.isnan(se) else f"{mean:.4f} ± {se:.4f}"
+
+
 def side_by_side(rows: list[dict[str, Any]], paper: dict[tuple[str, int], tuple[float, float]],
                  coarse: dict[int, int] | None = None) -> str:
-    """A markdown table of reproduced rows (from :class:`igospp.evaluation.Summary`) beside the paper's numbers.
+    """A markdown table of reproduced rows (from :class:`igospp.studies.benchmark.Summary`) beside the paper's numbers.
 
     The paper's numbers are the authors' logged scores, so each metric is shown under that rule
     (``legacy_*``, what the paper compares) beside the exact trapezoid; rows without a logged score
-    show "--" there.
+    show "--" there. Rows are labelled with the methods' display names.
 
     Args:
-        rows: ``Summary.rows``.
+        rows: ``Summary.rows`` (``method``, ``resolution``, ``n``, ``deletion_mean``, ``deletion_se``,
+            ``insertion_mean``, ``insertion_se`` and optionally the ``legacy_*`` means and errors).
         paper: one of :data:`TABLE1`, :data:`TABLE2`, :data:`TABLE3`.
         coarse: compare a reproduced resolution with another of the paper, e.g. ``{7: 14}`` to put
-            7 x 7 results beside VGG19's 14 x 14 column. Grad-CAM, IG and RISE are matched by method
-            alone (their resolution is fixed by the model).
+            7 x 7 results beside VGG19's 14 x 14 column. Methods whose resolution is fixed (those
+            of the registry that take none: Grad-CAM, IG, RISE) are matched by method alone.
 
     Example:
-        >>> import igospp.paper as paper
-        >>> row = dict(method="igospp", name="iGOS++", resolution="28x28", n=3, deletion_mean=0.1,
+        >>> import igospp.studies.paper as paper
+        >>> row = dict(method="igospp", resolution="28x28", n=3, deletion_mean=0.1,
         ...            deletion_se=0.01, insertion_mean=0.6, insertion_se=0.02, legacy_deletion_mean=0.098,
         ...            legacy_deletion_se=0.01, legacy_insertion_mean=0.61, legacy_insertion_se=0.02)
         >>> print(paper.side_by_side([row], paper.TABLE1).splitlines()[-1])
         | iGOS++ | 28x28 | 3 | 0.0980 ± 0.0100 | 0.1000 ± 0.0100 | 0.0929 | 0.6100 ± 0.0200 | 0.6000 ± 0.0200 | 0.7284 |
     """
     coarse = coarse or {}
-    fixed = {m: v for (m, r), v in paper.items() if m in ("gradcam", "ig", "rise")}
-
-    def fmt(mean: float | None, se: float | None) -> str:
-        if mean is None:
-            return "--"
-        return f"{mean:.4f}" if se is None or math.isnan(se) else f"{mean:.4f} ± {se:.4f}"
-
+    fixed = {m: v for (m, _), v in paper.items() if m in REGISTRY and not REGISTRY[m].takes_resolution}
     lines = ["| method | resolution | images | deletion, authors' rule | deletion, trapezoid | deletion (paper) "
              "| insertion, authors' rule | insertion, trapezoid | insertion (paper) |",
              "|---|---|---|---|---|---|---|---|---|"]
@@ -123,7 +151,7 @@ def side_by_side(rows: list[dict[str, Any]], paper: dict[tuple[str, int], tuple[
         res = _resolution(r)
         ref = fixed.get(r["method"]) if r["method"] in fixed else paper.get((r["method"], coarse.get(res, res)))
         pd, pi = ("--", "--") if ref is None else (f"{ref[0]:.4f}", f"{ref[1]:.4f}")
-        cells = [fmt(r.get(f"legacy_{k}_mean"), r.get(f"legacy_{k}_se")) + " | " + fmt(r[f"{k}_mean"], r[f"{k}_se"])
+        cells = [_fmt(r.get(f"legacy_{k}_mean"), r.get(f"legacy_{k}_se")) + " | " + _fmt(r[f"{k}_mean"], r[f"{k}_se"])
                  + " | " + p for k, p in (("deletion", pd), ("insertion", pi))]
-        lines.append(f"| {r['name']} | {r['resolution']} | {r['n']} | {cells[0]} | {cells[1]} |")
+        lines.append(f"| {display_name(r['method'])} | {r['resolution']} | {r['n']} | {cells[0]} | {cells[1]} |")
     return "\n".join(lines) + "\n"

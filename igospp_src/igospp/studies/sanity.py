@@ -1,14 +1,14 @@
 """Sanity checks for saliency maps (Adebayo et al., 2018), as the paper's "Sanity Check" runs them.
 
-* **Model randomization**: re-initialise the layers of a trained model one after another, from
+* **Model randomization**: re-initialize the layers of a trained model one after another, from
   the logits down (*cascading* randomization), explain the same images after each step and
   compare the maps with those of the trained model. A method that explains the *model* must
   change its maps; one that merely highlights edges of the *image* does not.
 * **Label randomization**: explain a model trained on the true labels and one trained on
   randomly permuted labels (:func:`random_labels`); the maps should differ.
 
-Similarities are per image: Spearman rank correlation (:func:`rank_correlation`) and SSIM
-(:func:`ssim`) of maps min-max normalised to [0, 1].
+Similarities are per image: Spearman rank correlation and SSIM
+(:mod:`igospp.metrics.similarity`) of maps min-max normalized to [0, 1].
 """
 
 from __future__ import annotations
@@ -17,18 +17,19 @@ import copy
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import nn
 
-from .inputs import check_images, model_device
-from .targets import Target, check_model_output, resolve_target
+from igospp import checks
+from igospp.inputs import check_images, model_device
+from igospp.metrics.similarity import _window_radius, rank_correlation, ssim
+from igospp.targets import Target, check_model_output, forward_clean, resolve_target
 
-__all__ = ["randomize_parameters", "cascading_randomization", "grouped_layers", "random_labels", "rank_correlation",
-           "ssim", "model_randomization_test", "RandomizationTest", "Explainer"]
+__all__ = ["randomize_parameters", "cascading_randomization", "grouped_layers", "random_labels",
+           "model_randomization_test", "RandomizationTest", "Explainer"]
 
 #: A saliency method: ``(model, images (B, C, H, W), target) -> saliency (B, 1, h, w)``, like
-#: the objects of :mod:`igospp.baselines`.
+#: the objects of :mod:`igospp.methods`.
 Explainer = Callable[[nn.Module, torch.Tensor, Target], torch.Tensor]
 
 
@@ -58,13 +59,12 @@ def grouped_layers(model: nn.Module, steps: int = 6) -> list[list[str]]:
     ``steps - 1`` runs of (nearly) equal length.
 
     Example:
-        >>> import torch, igospp.sanity as sanity
+        >>> import torch, igospp.studies.sanity as sanity
         >>> net = torch.nn.Sequential(*[torch.nn.Linear(2, 2) for _ in range(5)])
         >>> sanity.grouped_layers(net, 3)
         [['4'], ['3', '2'], ['1', '0']]
     """
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive integer, got {steps!r}.")
+    steps = checks.positive_int("steps", steps)
     owners = [name for name, _ in _layers(model)][::-1]
     if len(owners) <= steps:
         return [[name] for name in owners]
@@ -96,7 +96,7 @@ def cascading_randomization(model: nn.Module, generator: torch.Generator | None 
             deep networks affordable: ``[["fc"], ["layer4"], ["layer3", "layer2"], ...]``.
 
     Example:
-        >>> import torch, igospp.sanity as sanity
+        >>> import torch, igospp.studies.sanity as sanity
         >>> net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.Flatten(), torch.nn.LazyLinear(3))
         >>> _ = net(torch.zeros(1, 1, 5, 5))
         >>> [name for name, _ in sanity.cascading_randomization(net)]
@@ -128,7 +128,7 @@ def random_labels(labels: torch.Tensor, generator: torch.Generator) -> torch.Ten
     """The labels randomly permuted (same class balance, no relation to the images), for the label test.
 
     Example:
-        >>> import torch, igospp.sanity as sanity
+        >>> import torch, igospp.studies.sanity as sanity
         >>> y = torch.arange(10) % 3
         >>> shuffled = sanity.random_labels(y, torch.Generator().manual_seed(0))
         >>> sorted(shuffled.tolist()) == sorted(y.tolist())
@@ -137,99 +137,6 @@ def random_labels(labels: torch.Tensor, generator: torch.Generator) -> torch.Ten
     if not isinstance(labels, torch.Tensor) or labels.dim() != 1:
         raise TypeError("labels must be a 1-D tensor of class indices.")
     return labels[torch.randperm(labels.numel(), generator=generator)]
-
-
-def _pair(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    for name, t in (("a", a), ("b", b)):
-        if not isinstance(t, torch.Tensor) or t.dim() != 4 or t.shape[1] != 1:
-            shape = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
-            raise ValueError(f"{name} must be saliency maps of shape (B, 1, h, w), got {shape}.")
-    if a.shape != b.shape:
-        raise ValueError(f"a and b must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}; "
-                         "upsample the coarser map first (igospp.upsample).")
-    return a.detach().double().cpu(), b.detach().double().cpu()
-
-
-def rank_correlation(a: torch.Tensor, b: torch.Tensor, absolute: bool = False) -> torch.Tensor:
-    """Spearman rank correlation of each pair of maps, (B,), ties given their average rank.
-
-    Args:
-        a, b: saliency maps (B, 1, h, w) of the same shape.
-        absolute: compare absolute values (for signed attributions).
-
-    Returns:
-        (B,) float64; NaN where a map is constant (its ranking is undefined).
-
-    Example:
-        >>> import torch, igospp.sanity as sanity
-        >>> a = torch.arange(16.).reshape(1, 1, 4, 4)
-        >>> sanity.rank_correlation(a, a ** 2).item(), sanity.rank_correlation(a, -a).item()
-        (1.0, -1.0)
-    """
-    from scipy.stats import rankdata
-
-    a, b = _pair(a, b)
-    out = torch.full((a.shape[0],), float("nan"), dtype=torch.float64)
-    for i in range(a.shape[0]):
-        x, y = a[i].flatten().numpy(), b[i].flatten().numpy()
-        if absolute:
-            x, y = np.abs(x), np.abs(y)
-        if np.ptp(x) == 0 or np.ptp(y) == 0:
-            continue
-        out[i] = float(np.corrcoef(rankdata(x), rankdata(y))[0, 1])
-    return out
-
-
-def _normalise(t: torch.Tensor) -> torch.Tensor:
-    lo = t.amin(dim=(1, 2, 3), keepdim=True)
-    span = t.amax(dim=(1, 2, 3), keepdim=True) - lo
-    return torch.where(span > 0, (t - lo) / span.clamp_min(1e-300), torch.zeros_like(t))
-
-
-def _window_radius(sigma: float) -> int:
-    """Half-width of the Gaussian SSIM window: truncated at 3.5 std, as scikit-image does."""
-    return int(3.5 * sigma + 0.5)
-
-
-def ssim(a: torch.Tensor, b: torch.Tensor, sigma: float = 1.5, normalize: bool = True) -> torch.Tensor:
-    """Structural similarity of each pair of maps, (B,), with a Gaussian window.
-
-    The standard SSIM (Wang et al., 2004; K1 = 0.01, K2 = 0.03, data range 1) with a Gaussian
-    window of std ``sigma`` truncated at 3.5 std (as scikit-image's ``gaussian_weights=True``),
-    averaged over the positions where the window fits inside the map.
-
-    Args:
-        a, b: saliency maps (B, 1, h, w) of the same shape, at least 7 x 7.
-        sigma: std of the window, in pixels.
-        normalize: min-max normalise each map to [0, 1] first (a constant map becomes 0).
-
-    Example:
-        >>> import torch, igospp.sanity as sanity
-        >>> a = torch.rand(2, 1, 16, 16, generator=torch.Generator().manual_seed(0))
-        >>> sanity.ssim(a, a).tolist()
-        [1.0, 1.0]
-    """
-    a, b = _pair(a, b)
-    if normalize:
-        a, b = _normalise(a), _normalise(b)
-    radius = _window_radius(sigma)
-    size = 2 * radius + 1
-    if min(a.shape[-2:]) < size:
-        raise ValueError(f"maps of {tuple(a.shape[-2:])} are smaller than the {size} x {size} window of "
-                         f"sigma={sigma}; upsample them or use a smaller sigma.")
-    g = torch.exp(-torch.arange(-radius, radius + 1, dtype=torch.float64) ** 2 / (2 * sigma ** 2))
-    g = g / g.sum()
-    window = (g[:, None] * g[None, :])[None, None]
-
-    def filt(t: torch.Tensor) -> torch.Tensor:
-        return nn.functional.conv2d(t, window)
-
-    mu_a, mu_b = filt(a), filt(b)
-    var_a, var_b = filt(a * a) - mu_a ** 2, filt(b * b) - mu_b ** 2
-    cov = filt(a * b) - mu_a * mu_b
-    c1, c2 = 0.01 ** 2, 0.03 ** 2
-    s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a ** 2 + mu_b ** 2 + c1) * (var_a + var_b + c2))
-    return s.mean(dim=(1, 2, 3))
 
 
 @dataclass
@@ -261,7 +168,7 @@ def model_randomization_test(model: nn.Module, images: torch.Tensor, explainer: 
     Args:
         model: the trained classifier (eval mode).
         images: (B, C, H, W) inputs as the model expects them.
-        explainer: the saliency method, e.g. ``igospp.baselines.Optimized(igospp.Config.igospp(7))``.
+        explainer: the saliency method, e.g. ``igospp.methods.Optimized(igospp.Config.igospp(7))``.
         target: the classes to explain (see :func:`igospp.explain`); resolved once on the trained
             model and kept for every randomized one.
         generator: source of the random parameters.
@@ -272,10 +179,10 @@ def model_randomization_test(model: nn.Module, images: torch.Tensor, explainer: 
         A :class:`RandomizationTest`.
 
     Example:
-        >>> import torch, igospp, igospp.sanity as sanity
+        >>> import torch, igospp, igospp.studies.sanity as sanity
         >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
         ...                           torch.nn.Flatten(), torch.nn.Linear(4, 2)).eval()
-        >>> test = sanity.model_randomization_test(net, torch.rand(1, 3, 16, 16), igospp.baselines.GradCAM("0"))
+        >>> test = sanity.model_randomization_test(net, torch.rand(1, 3, 16, 16), igospp.methods.GradCAM("0"))
         >>> test.layers, tuple(test.ssim.shape)
         (['trained', '4', '0'], (3, 1))
     """
@@ -283,7 +190,7 @@ def model_randomization_test(model: nn.Module, images: torch.Tensor, explainer: 
     device, dtype = model_device(model, images)
     x = images.to(device, dtype)
     with torch.no_grad():
-        scorer = resolve_target(target, check_model_output(model(x), x.shape[0]), "softmax")
+        scorer = resolve_target(target, forward_clean(model, x), "softmax")
     # Integer classes are fixed to the trained model's; callable targets are passed on as they are.
     fixed = target if callable(target) else scorer.classes.tolist()
     rows = torch.arange(x.shape[0], device=device)

@@ -27,8 +27,11 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-__all__ = ["CLASSES", "COVID", "MARKERS", "XraySet", "synthetic_xrays", "render_xray", "marker_fonts", "covidx",
-           "top_fraction"]
+from igospp import checks
+from igospp._optional import require
+from igospp.images import read_image
+
+__all__ = ["CLASSES", "COVID", "MARKERS", "XraySet", "synthetic_xrays", "render_xray", "marker_fonts", "covidx"]
 
 CLASSES: tuple[str, ...] = ("normal", "pneumonia", "COVID-19")
 COVID = 2
@@ -54,8 +57,7 @@ class XraySet:
 
 def marker_fonts() -> list[Path]:
     """The TrueType fonts markers are drawn with (matplotlib's bundled DejaVu family, always present)."""
-    import matplotlib
-
+    matplotlib = require("matplotlib", "xray", "The synthetic x-rays' marker fonts")
     folder = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
     names = ["DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSerif.ttf", "DejaVuSerif-Bold.ttf",
              "DejaVuSansMono.ttf", "DejaVuSansMono-Bold.ttf"]
@@ -171,15 +173,13 @@ def synthetic_xrays(n: int, *, size: int = 128, split: str = "train", covid_text
         An :class:`XraySet`.
 
     Example:
-        >>> import torch, igospp.xray as xray
+        >>> import torch, igospp.studies.xray as xray
         >>> data = xray.synthetic_xrays(6, size=64, generator=torch.Generator().manual_seed(0))
         >>> tuple(data.images.shape), data.labels.tolist(), data.has_text.tolist()
         ((6, 1, 64, 64), [2, 2, 1, 2, 1, 2], [False, True, False, True, False, False])
     """
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive integer, got {n!r}.")
-    if isinstance(size, bool) or not isinstance(size, int) or size < 32:
-        raise ValueError(f"size must be an integer >= 32 (pixels), got {size!r}.")
+    n = checks.positive_int("n", n)
+    size = checks.integer("size", size, low=32)
     if split not in ("train", "test", "clean"):
         raise ValueError(f"split must be 'train', 'test' or 'clean', got {split!r}.")
     for name, rate in (("covid_text_rate", covid_text_rate), ("other_text_rate", other_text_rate),
@@ -264,39 +264,8 @@ def covidx(data_dir: str | Path, split: str = "train", split_file: str | Path | 
         path = folder / name
         if not path.exists():
             raise FileNotFoundError(f"{str(path)!r} is listed in {split_file.name} but missing.")
-        with Image.open(path) as im:
-            grey = im.convert("L").resize((size, size), Image.BILINEAR)
+        # read_image scales 16-bit films (common for x-rays) instead of clipping them to white
+        grey = Image.fromarray(read_image(path)).convert("L").resize((size, size), Image.BILINEAR)
         images.append(torch.from_numpy(np.asarray(grey, dtype=np.float32) / 255))
     return (torch.stack(images).unsqueeze(1), torch.tensor([label for _, label in entries]),
             [name for name, _ in entries])
-
-
-def top_fraction(saliency: torch.Tensor, fraction: float) -> torch.Tensor:
-    """The ``fraction`` of pixels with the highest saliency, per image, as a {0, 1} mask (the paper's "pixel ratio").
-
-    Figs. 11 and 5 of the paper insert the top 6 % of the iGOS++ pixels into the blurred baseline
-    (``igospp.phi(baseline, image, 1 - keep)``) and delete the top 12 %. Exactly
-    ``round(fraction * H * W)`` pixels are selected; ties are broken by position.
-
-    Args:
-        saliency: (B, 1, H, W) maps (higher = more salient).
-        fraction: share of pixels, in (0, 1].
-
-    Returns:
-        (B, 1, H, W) float mask, 1 on the selected pixels.
-
-    Example:
-        >>> import torch, igospp.xray as xray
-        >>> xray.top_fraction(torch.tensor([[[[0.1, 0.9], [0.5, 0.2]]]]), 0.5).tolist()
-        [[[[0.0, 1.0], [1.0, 0.0]]]]
-    """
-    if not isinstance(saliency, torch.Tensor) or saliency.dim() != 4 or saliency.shape[1] != 1:
-        shape = tuple(saliency.shape) if isinstance(saliency, torch.Tensor) else type(saliency).__name__
-        raise ValueError(f"saliency must be a (B, 1, H, W) tensor, got {shape}.")
-    if not 0 < fraction <= 1:
-        raise ValueError(f"fraction must be in (0, 1], got {fraction!r}.")
-    flat = saliency.flatten(1)
-    k = max(1, round(fraction * flat.shape[1]))
-    keep = torch.zeros_like(flat)
-    keep.scatter_(1, flat.topk(k, dim=1).indices, 1.0)
-    return keep.view_as(saliency)
