@@ -28,26 +28,8 @@ from igospp.metrics import PROTOCOLS
 from igospp.models import MODELS, ModelBundle, resolve_device
 from igospp.studies.stats import PairedDifference
 
-__all__ = ["setup", "load_images", "glue", "Stopwatch", "table", "machine", "verdict", "book_path",
-           "check_parameters", "ParameterError", "Rule", "Relation", "RULES", "RELATIONS", "ROOT"]
-
-#: The repository's root (this package lives in ``igospp_src/igospp_book``): the committed results
-#: of the at-scale runs are under ``ROOT / "book" / "results"``.
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def book_path(value: str) -> Path:
-    """A path parameter: as given when absolute, else relative to the repository's root (:data:`ROOT`).
-
-    Chapters run from ``book/chapters`` (papermill) and their tiny copies from ``tests/notebooks``
-    (nbval); a path relative to the root means the same folder in both.
-
-    Example:
-        >>> book_path("book/results") == ROOT / "book" / "results"
-        True
-    """
-    path = Path(value).expanduser()
-    return path if path.is_absolute() else ROOT / path
+__all__ = ["setup", "load_images", "glue", "Stopwatch", "table", "machine", "verdict",
+           "check_parameters", "ParameterError", "Rule", "Relation", "RULES", "RELATIONS"]
 
 
 def setup(seed: int = 0, threads: int | None = 2, device: str = "auto") -> torch.device:
@@ -351,19 +333,16 @@ def _where() -> str:
     return f"relative paths start from {str(Path.cwd())!r}"
 
 
-def _existing(kind: str, special: Sequence[str] = ("",), from_root: bool = False) -> Rule:
-    """A folder (``kind="folder"``) or file that must exist, unless the value is one of ``special``;
-    ``from_root``: a relative path is relative to the repository's root (:func:`book_path`)."""
-    shown = "".join(f"{s!r} or " for s in special)
-    what = f"{shown}the path of an existing {kind}" + (" (relative: to the repository's root)" if from_root else "")
+def _existing(kind: str, special: Sequence[str] = ("",)) -> Rule:
+    """A folder (``kind="folder"``) or file that must exist, unless the value is one of ``special``."""
+    shown = " or ".join(f"{s!r}" for s in special)
+    what = f"{shown} or the path of an existing {kind}"
 
     def check(name: str, value: Any) -> str:
         value = _text(name, value, what)
         if value in special:
             return value
-        if not value:
-            raise ValueError(f"{name} must be {what}, got ''; {_where()}.")
-        path = book_path(value) if from_root else Path(value).expanduser()
+        path = Path(value).expanduser()
         if not (path.is_dir() if kind == "folder" else path.is_file()):
             why = "is not a folder" if kind == "folder" and path.exists() else \
                 "is a folder" if path.is_dir() else "does not exist"
@@ -453,7 +432,6 @@ RULES: dict[str, Rule] = {
     "batch_images": _COUNT,
     "out": _output(),
     "full_results": _existing("folder"),
-    "at_scale": _existing("folder", special=(), from_root=True),
     # sanity checks (chapter 9)
     "randomization_steps": _COUNT,
     "dataset": _choice(("digits", "fashion_mnist")),

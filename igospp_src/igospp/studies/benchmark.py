@@ -216,12 +216,8 @@ def run_method(bundle: ModelBundle, images: torch.Tensor, job: Job, targets: lis
         method's wall time for the batch), ``metric_seconds``, ``images`` (``B``), ``resolution``
         (the record's label of the saliency's size), ``config`` (:func:`method_config`),
         ``stats`` (the batch's forward and backward images, ``None`` but for the optimization
-        methods), ``explanation`` (the :class:`~igospp.Explanation` of the optimization
-        methods, else ``None``) and ``masks`` (iGOS++ and its ablations with two masks: the
-        metric results of the deletion mask alone, :math:`1 - M_x`, and of the insertion mask
-        alone, :math:`1 - M_y`, under ``"deletion_mask"`` and ``"insertion_mask"``: the
-        paper's supplementary Table 5; else ``None``; not counted in ``metric_seconds``).
-        :func:`make_record` turns them into records.
+        methods) and ``explanation`` (the :class:`~igospp.Explanation` of the optimization
+        methods, else ``None``). :func:`make_record` turns them into records.
     """
     options = _check_options(options)
     method = _build(job, options)
@@ -236,17 +232,11 @@ def run_method(bundle: ModelBundle, images: torch.Tensor, job: Job, targets: lis
     sync()
     info: dict[str, Any] = {"seconds": seconds, "metric_seconds": time.perf_counter() - start - seconds,
                             "images": int(saliency.shape[0]), "resolution": _resolution_label(saliency),
-                            "stats": None, "explanation": None, "masks": None,
-                            "config": method_config(method, job.method)}
+                            "stats": None, "explanation": None, "config": method_config(method, job.method)}
     if isinstance(method, Optimized):
         exp = method.last_explanation
         info["explanation"] = exp
         info["stats"] = {"forward_images": exp.stats.forward_images, "backward_images": exp.stats.backward_images}
-        if exp.deletion_mask is not None and exp.insertion_mask is not None:
-            info["masks"] = {name: insertion_deletion(bundle.model, images, 1 - mask, target=targets,
-                                                      protocol=protocol, batch_size=options.batch_size)
-                             for name, mask in (("deletion_mask", exp.deletion_mask),
-                                                ("insertion_mask", exp.insertion_mask))}
     return saliency, result, info
 
 
