@@ -14,6 +14,10 @@ PIP_FLAGS := --disable-pip-version-check --quiet
 BOOK_FLAGS := --all -W -n --keep-going
 # Executed chapters record no progress bars (igospp shows them in interactive sessions).
 export TQDM_DISABLE := 1
+# glibc keeps freed memory for reuse instead of faulting it in again at every model call: the
+# same numbers, faster on a CPU (README, Speed; benchmarks/bench_malloc.py); set it yourself to
+# override, or to empty for glibc's defaults.
+export GLIBC_TUNABLES ?= glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=1073741824:glibc.malloc.top_pad=268435456
 NBVAL_FLAGS := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
 
 .PHONY: help install test unit notebooks-check nbval book browser chromium vendor chapters chapter refs times \

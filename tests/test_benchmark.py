@@ -10,6 +10,7 @@ import json
 import shutil
 
 import pytest
+import torch
 
 import igospp
 from igospp.cli import main
@@ -131,6 +132,7 @@ def test_evaluate_writes_records_resumes_and_shards(photos, tmp_path):
     assert igospp4["stats"]["backward_images"] == 1 * 4 * 2 and igospp4["method_config"]["iterations"] == 1
     rise = next(r for r in records if r["method"] == "rise")
     assert rise["resolution"] == "32" and rise["requested_resolution"] is None and rise["stats"] is None
+    assert (rise["masks"], rise["final_scores"]) == (None, None)
     assert rise["method_config"] == dict(rise["method_config"], method="rise", n_masks=4)
 
     again = evaluate(photos, tmp_path / "run", **args)
@@ -158,11 +160,46 @@ def test_evaluate_writes_records_resumes_and_shards(photos, tmp_path):
     assert [r["batch_images"] for r in batched] == [2, 2]
 
 
+def test_igospp_records_score_each_mask_alone(photos, tmp_path):
+    """The paper's supplementary Table 5: iGOS++ records hold the AUCs of 1 - Mx and 1 - My alone."""
+    bundle = tiny_bundle()
+    x = bundle.preprocess([igospp.read_image(photos / "chelsea.png"), igospp.read_image(photos / "coffee.png")])
+    top = bundle.model(x).argmax(1).tolist()
+    _, result, info = benchmark.run_method(bundle, x, Job("igospp", 4), top, "igospp", FAST)
+    exp = info["explanation"]
+    for name, mask in (("deletion_mask", exp.deletion_mask), ("insertion_mask", exp.insertion_mask)):
+        alone = igospp.metrics.insertion_deletion(bundle.model, x, 1 - mask, target=top, protocol="igospp")
+        assert torch.equal(info["masks"][name].deletion_auc, alone.deletion_auc)
+        assert torch.equal(info["masks"][name].legacy_insertion_auc, alone.legacy_insertion_auc)
+    # Mx and My are different masks, and neither is the product the record's own AUCs score.
+    assert not torch.equal(exp.deletion_mask, exp.insertion_mask)
+    assert not torch.equal(info["masks"]["insertion_mask"].insertion_auc, result.insertion_auc)
+    assert benchmark.run_method(bundle, x, Job("igos", 4), top, "igospp", FAST)[2]["masks"] is None
+    assert benchmark.run_method(bundle, x, Job("rise", None), top, "igospp", FAST)[2]["masks"] is None
+
+    records = _read(evaluate(photos, tmp_path, model=bundle, methods=["igospp", "igos"], resolutions=[4],
+                             options=FAST, progress=False).written)
+    for r in records:
+        i = 0 if r["key"] == "chelsea.png" else 1
+        assert r["target"]["index"] == top[i]
+        # evaluate explains one image per call: the same call here gives the history the record ends
+        _, _, info = benchmark.run_method(bundle, x[i:i + 1], Job(r["method"], 4), top[i:i + 1], "igospp", FAST)
+        history = info["explanation"].history                    # the paper's Table 7 loss is their difference
+        assert r["final_scores"] == {"deletion": float(history.deletion[-1, 0]),
+                                     "insertion": float(history.insertion[-1, 0])}
+        if r["method"] == "igos":
+            assert r["masks"] is None
+            continue
+        assert set(r["masks"]) == {"deletion_mask", "insertion_mask"}
+        assert set(r["masks"]["deletion_mask"]) == {"deletion_auc", "insertion_auc", "legacy_deletion_auc",
+                                                   "legacy_insertion_auc"}
+
+
 def test_batch_size_reaches_the_method_and_the_metric(photos, tmp_path, metric_batch_sizes):
     seen = metric_batch_sizes
     written = evaluate(photos, tmp_path, model=tiny_bundle(), n=1, methods=["igospp", "rise", "ig"], resolutions=[4],
                        options=FAST.replace(batch_size=3), progress=False).written
-    assert seen == [3, 3, 3]
+    assert seen == [3, 3, 3, 3, 3]              # igospp: its product, then Mx and My alone; rise; ig
     assert {r["method"]: r["method_config"]["batch_size"] for r in _read(written)} == {"igospp": 3, "rise": 3, "ig": 3}
 
 
@@ -202,13 +239,33 @@ def test_load_records_skips_other_json_and_summaries_refuse_mixtures(tmp_path):
         summarize([a, dict(a, protocol={"name": "rise"})])
     with pytest.raises(ValueError, match="records is empty"):
         summarize([])
-    one = summarize([a, dict(a, deletion_auc=0.3)])
+    one = summarize([a, dict(a, deletion_auc=0.3, seconds=3.0)])
     assert one.rows[0]["deletion_mean"] == pytest.approx(0.2) and one.rows[0]["deletion_se"] == pytest.approx(0.1)
+    assert (one.rows[0]["seconds_mean"], one.rows[0]["seconds_se"]) == (pytest.approx(2.0), pytest.approx(1.0))
+    slow = summarize([a, dict(a, seconds=2.0), dict(a, seconds=90.0)])      # one heatmap ran while the CPU was busy
+    assert slow.rows[0]["seconds_median"] == 2.0 and slow.rows[0]["seconds_mean"] == pytest.approx(31.0)
+    assert "of the top-1 class" in one.header()
+    other = summarize([a, dict(a, target={"index": 3, "top1": False})])       # igospp explain --target 3
+    assert "of the class explained, not the top-1 class in 1 records" in other.header()
     assert one.rows[0]["name"] == "I-GOS"
     with pytest.raises(ValueError, match="metric must be one of"):
         paired([a], "igos", "igos", metric="auc")
     with pytest.raises(ValueError, match="confidence must be"):
         paired([a], "igos", "igos", confidence=95)
+
+
+def test_paired_differences_pair_images_and_fixed_resolution_methods_match_any_resolution():
+    rec = dict(model="m", protocol={"name": "igospp"}, seconds=1.0)
+    recs = [rec | dict(key=k, method="igospp", resolution=r, insertion_auc=v)
+            for k, r, v in [("a", "28", 0.7), ("b", "28", 0.6), ("a", "7", 0.1), ("b", "7", 0.2)]]
+    recs += [rec | dict(key=k, method="gradcam", resolution="7", insertion_auc=v) for k, v in [("a", 0.4), ("b", 0.5)]]
+    d = paired(recs, "igospp", "gradcam", resolution=28)          # Grad-CAM's 7 x 7 maps against iGOS++ at 28
+    assert (d.mean, d.n, d.n_positive) == (pytest.approx(0.2), 2, 2)
+    assert paired(recs, "igospp", "igospp", resolution=28, resolution_b=7).mean == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="two records of 'igospp' at resolution None for the image 'a'"):
+        paired(recs, "igospp", "gradcam")                           # 28 and 7 together: refused, not overwritten
+    with pytest.raises(ValueError, match="no image has records of both"):
+        paired(recs, "igospp", "igos", resolution=28)
 
 
 def test_bundled_photos_need_no_folder(tmp_path):

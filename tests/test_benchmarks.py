@@ -116,3 +116,54 @@ def test_bench_batch_size_records_the_differences(tmp_path):
     assert r["settings"]["batch_sizes"] == [3, 8] and set(r["forward"]) == {"model", "accelerated"}
     assert 0 <= r["explain"]["max_abs_mask_diff"] < 0.05
     assert all(v < 1e-3 for v in r["metric"]["same_saliency"].values())
+
+
+def test_bench_processes_times_one_process_against_several_on_the_same_work(tmp_path):
+    out = tmp_path / "processes.json"
+    run = _run("bench_processes.py", "--threads", "2", "--processes", "2", "--method", "igos", "--resolution", "7",
+               "--iterations", "1", "--ig-steps", "1", "--repeats", "1", "--out", str(out))
+    assert run.returncode == 0, run.stderr
+    result = json.loads(out.read_text())
+    (one,), (split,) = result["runs"]["one"], result["runs"]["split"]
+    assert (one["processes"], one["threads"], one["heatmaps"]) == (1, 2, 2)
+    assert (split["processes"], split["threads"], split["heatmaps"]) == (2, 1, 2)
+    assert result["ratio_split_to_one"] == pytest.approx(split["heatmaps_per_second"] / one["heatmaps_per_second"])
+    assert len(one["digests"]) == 1 and len(split["digests"]) == 2     # one per process
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--threads", "3", "--processes", "2"], "--threads (3) must be a multiple of --processes (2)"),
+    (["--method", "lime"], "--method must be one of gradcam"),
+    (["--rise-masks", "0"], "--rise-masks must be a positive integer, got 0"),
+    (["--repeats", "0"], "--repeats must be a positive integer, got 0"),
+    (["--photo", "mars"], "--photo must be one of"),
+])
+def test_bench_processes_names_bad_arguments(args, message):
+    run = _run("bench_processes.py", *args)
+    assert run.returncode == 2 and message in run.stderr, run.stderr
+
+
+def test_bench_malloc_times_both_allocators_on_the_same_work_and_checks_the_numbers_agree(tmp_path):
+    out = tmp_path / "malloc.json"
+    run = _run("bench_malloc.py", "--methods", "igos,rise", "--resolution", "7", "--iterations", "1", "--ig-steps",
+               "1", "--rise-masks", "8", "--repeats", "1", "--threads", "1", "--out", str(out))
+    assert run.returncode == 0, run.stderr
+    result = json.loads(out.read_text())
+    assert set(result["methods"]) == {"igos", "rise"}
+    for m in result["methods"].values():
+        (default,), (tuned,) = m["runs"]["default"], m["runs"]["tuned"]
+        assert m["identical_saliency"] and default["digests"] == tuned["digests"]
+        assert m["ratio_tuned_to_default"] == pytest.approx(default["seconds"] / tuned["seconds"])
+        assert default["minor_faults"] > 0 and tuned["system_seconds"] >= 0
+    assert result["settings"]["tuned"].startswith("glibc.malloc.")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--methods", "igospp,lime"], "--methods must be methods of gradcam"),
+    (["--methods", ""], "--methods must be methods of gradcam"),
+    (["--repeats", "0"], "--repeats must be a positive integer, got 0"),
+    (["--photo", "mars"], "--photo must be one of"),
+])
+def test_bench_malloc_names_bad_arguments(args, message):
+    run = _run("bench_malloc.py", *args)
+    assert run.returncode == 2 and message in run.stderr, run.stderr

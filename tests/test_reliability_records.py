@@ -208,6 +208,14 @@ CORRUPTIONS = [
     ("curves cut short", lambda r: json.dumps(r | {"curves": dict(r["curves"], deletion=r["curves"]["deletion"][:-1])}),
      "curves must hold three lists of finite numbers of one length"),
     ("no protocol name", lambda r: json.dumps(r | {"protocol": {}}), "protocol must be an object with a 'name'"),
+    ("one mask of two", lambda r: json.dumps(r | {"masks": {"deletion_mask": {}}}),
+     "masks must be null or an object with the objects 'deletion_mask' and 'insertion_mask'"),
+    ("a mask's null AUC", lambda r: json.dumps(r | {"masks": {
+        "deletion_mask": {"deletion_auc": 0.1, "insertion_auc": 0.5},
+        "insertion_mask": {"deletion_auc": 0.2, "insertion_auc": None}}}),
+     "masks.insertion_mask.insertion_auc must be a finite number, got None"),
+    ("final scores without insertion", lambda r: json.dumps(r | {"final_scores": {"deletion": 0.2}}),
+     "final_scores must be null or an object with finite 'deletion' and 'insertion'"),
 ]
 
 

@@ -7,6 +7,9 @@
     python tools/nbtool.py check                             CI: outputs present, no errors, not stale, refs in
                                                              sync, every profile file valid, a tiny file per chapter
     python tools/nbtool.py times                             run time of every committed chapter
+    python tools/nbtool.py prose NAME [NAME ...]             a chapter's text as the reader reads it: its markdown
+                                                             with every glued value in place (to reread claims
+                                                             against the data after a rerun)
 
 Profiles: the defaults of each chapter's ``parameters`` cell are the **book** profile (committed
 outputs; it needs no files). Every other profile is a folder of flat parameter files, one per chapter,
@@ -30,6 +33,7 @@ import ast
 import hashlib
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -356,6 +360,58 @@ def cmd_times(args: argparse.Namespace) -> None:
           f"tiny {totals['tiny'] / 60:>5.1f} min")
 
 
+#: A glue role in markdown: ``{glue:text}`name` ``, ``{glue}`name` ``, or with a format, ``{glue:text}`name:.3f` ``.
+GLUE_ROLE = re.compile(r"\{glue(?::\w+)?\}`([^`:]+)(?::([^`]*))?`")
+
+
+def glued_values(nb: nbformat.NotebookNode) -> dict[str, str]:
+    """``{name: text}``: the plain-text form of every value the executed notebook glued."""
+    values = {}
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            meta = out.get("metadata", {}).get("scrapbook")
+            text = out.get("data", {}).get(meta.get("mime_prefix", "") + "text/plain") if meta else None
+            if text is not None:
+                values[meta["name"]] = text
+    return values
+
+
+def prose(nb: nbformat.NotebookNode) -> tuple[str, list[str]]:
+    """The notebook's markdown with each glue role replaced by its value, and the names never glued.
+
+    A value is shown as the book shows it: a glued string without its quotes, a number with the
+    role's format. A role whose name the outputs lack reads ``[NOT GLUED: name]``.
+    """
+    values, missing = glued_values(nb), []
+
+    def fill(match: re.Match) -> str:
+        name, fmt = match.group(1), match.group(2)
+        if name not in values:
+            missing.append(name)
+            return f"[NOT GLUED: {name}]"
+        try:
+            value = ast.literal_eval(values[name])
+        except (ValueError, SyntaxError):
+            return values[name]
+        return format(value, fmt) if fmt else str(value)
+
+    text = "\n\n".join(GLUE_ROLE.sub(fill, c.source) for c in nb.cells if c.cell_type == "markdown")
+    return text, missing
+
+
+def cmd_prose(args: argparse.Namespace) -> None:
+    missing = []
+    for name in args.names:
+        path = find_chapter(name)
+        text, lacking = prose(nbformat.read(str(path), as_version=4))
+        print(f"# ===== {rel(path)}\n\n{text}\n")
+        missing += [f"{path.name}: {n}" for n in lacking]
+    for m in missing:
+        print(f"nbtool prose: not glued by the outputs: {m}", file=sys.stderr)
+    if missing:
+        sys.exit(1)
+
+
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -374,6 +430,9 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_refs)
     sub.add_parser("check").set_defaults(func=cmd_check)
     sub.add_parser("times").set_defaults(func=cmd_times)
+    p = sub.add_parser("prose", help="a chapter's markdown with its glued values in place")
+    p.add_argument("names", nargs="+", help="book/chapters/NN_name.ipynb, or NN_name")
+    p.set_defaults(func=cmd_prose)
     return ap
 
 

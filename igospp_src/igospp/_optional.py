@@ -30,7 +30,7 @@ def require(module: str, extra: str, what: str) -> ModuleType:
         module: the module to import, dotted names allowed (``"captum.attr"``); its top-level
             package names the distribution in the message (through :data:`DISTRIBUTIONS` when
             the two differ, e.g. ``cv2`` is ``opencv-python-headless``).
-        extra: the extra of igospp that installs it: ``"methods"``, ``"xray"`` or ``"viz"``.
+        extra: the extra of igospp that installs it: ``"methods"``, ``"xray"``, ``"viz"`` or ``"lite2"``.
         what: the feature that needs it, the subject of the message (``"Grad-CAM"``).
 
     Returns:

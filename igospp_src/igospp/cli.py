@@ -56,8 +56,8 @@ from igospp.studies.benchmark import (
     load_skipped,
     make_record,
     run_method,
+    run_provenance,
     summarize,
-    versions,
 )
 
 __all__ = ["main", "build_parser", "CLIError"]
@@ -300,7 +300,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         if job.resolution is not None:
             checks.integer("--resolution", job.resolution, low=1, high=min(bundle.input_size))
         target = _target(args.target, bundle)
-    provenance = versions()
+    provenance = run_provenance()
     for path, image in photos:
         x = bundle.preprocess(image)
         with torch.no_grad():
@@ -366,13 +366,34 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _summarize(out: str) -> int:
+#: ``igospp summarize --paper``'s choices: the paper's table of each name.
+PAPER_TABLES = ("table1", "table2", "table3", "table5")
+
+
+def _summarize(out: str, paper_table: str | None = None, split: float | None = None) -> int:
+    if paper_table is not None:
+        paper_table = checks.choice("--paper", paper_table, PAPER_TABLES)
+    if split is not None:
+        if paper_table is None:
+            raise CLIError("--split-confidence splits the comparisons of --paper; add --paper table1 (or another "
+                           "table) or leave it out.")
+        split = checks.probability("--split-confidence", split)
     records = load_records(out)                         # reads only; "no records" before anything else
     check_folder(out, what="summarize's folder")         # summary.md and .csv are written there
     summary = summarize(records, skipped=load_skipped(out))
     md, csv_path = summary.write(out)
     print(summary.to_markdown(), end="")
     print(f"(also in {md} and {csv_path})")
+    if paper_table is not None:
+        from igospp.studies import paper, reproduction
+
+        table = getattr(paper, paper_table.upper())
+        pairs = reproduction.mask_pairs(records) if paper_table == "table5" else None
+        text = (f"Paired differences with the paper's {paper_table.replace('table', 'Table ')} (authors' rule, 95 % "
+                f"interval, paired t):\n\n" + reproduction.report(records, table, pairs=pairs, split=split))
+        path = write_bytes(Path(out) / "comparisons.md", text.encode())
+        print(text, end="")
+        print(f"(also in {path})")
     return 0
 
 
@@ -385,7 +406,7 @@ def cmd_summarize(args: argparse.Namespace) -> int:
     Returns:
         0. ``DIR`` must hold records and be writable, checked before the table is made.
     """
-    return _summarize(args.dir)
+    return _summarize(args.dir, args.paper, args.split_confidence)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -438,6 +459,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "into summary.md/.csv")
     su.add_argument("dir", metavar="DIR", help="the --out of igospp evaluate or explain; summary.md and "
                     "summary.csv are written there")
+    su.add_argument("--paper", default=None, help=f"also test the paper's comparisons of one table "
+                    f"({', '.join(PAPER_TABLES)}) as paired differences with verdicts; written to comparisons.md")
+    su.add_argument("--split-confidence", type=float, default=None, metavar="P",
+                    help="with --paper: also compare on the images whose clean-image probability is above P and "
+                         "on the others")
     su.set_defaults(func=cmd_summarize)
     return parser
 

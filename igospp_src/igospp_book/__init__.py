@@ -26,10 +26,27 @@ from igospp import checks
 from igospp.images import SAMPLE_IMAGES, image_folder, sample_images
 from igospp.metrics import PROTOCOLS
 from igospp.models import MODELS, ModelBundle, resolve_device
-from igospp.studies.stats import PairedDifference
 
-__all__ = ["setup", "load_images", "glue", "Stopwatch", "table", "machine", "verdict",
-           "check_parameters", "ParameterError", "Rule", "Relation", "RULES", "RELATIONS"]
+__all__ = ["setup", "load_images", "glue", "Stopwatch", "table", "machine", "book_path",
+           "check_parameters", "ParameterError", "Rule", "Relation", "RULES", "RELATIONS", "ROOT"]
+
+#: The repository's root (this package lives in ``igospp_src/igospp_book``): the committed results
+#: of the at-scale runs are under ``ROOT / "book" / "results"``.
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def book_path(value: str) -> Path:
+    """A path parameter: as given when absolute, else relative to the repository's root (:data:`ROOT`).
+
+    Chapters run from ``book/chapters`` (papermill) and their tiny copies from ``tests/notebooks``
+    (nbval); a path relative to the root means the same folder in both.
+
+    Example:
+        >>> book_path("book/results") == ROOT / "book" / "results"
+        True
+    """
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else ROOT / path
 
 
 def setup(seed: int = 0, threads: int | None = 2, device: str = "auto") -> torch.device:
@@ -165,27 +182,6 @@ def machine(device: torch.device | str = "cpu") -> str:
     if torch.device(device).type == "cuda":
         return info["cuda"]
     return f"{info['cpu']}, {info['cpu_threads']} threads"
-
-
-def verdict(diff: PairedDifference, paper_sign: int) -> str:
-    """Whether a paired difference reproduces the paper's direction: ``"reproduced"``, ``"contradicted"``
-    (the interval excludes zero on the other side) or ``"inconclusive"`` (it includes zero).
-
-    Args:
-        diff: ``a - b`` over the same images (:func:`igospp.studies.stats.paired_difference`).
-        paper_sign: ``+1`` when the paper finds ``a > b``, ``-1`` when it finds ``a < b``.
-
-    Example:
-        >>> from igospp_book import verdict
-        >>> from igospp.studies.stats import paired_difference
-        >>> verdict(paired_difference([0.7, 0.8, 0.75], [0.5, 0.6, 0.52]), +1)
-        'reproduced'
-    """
-    if paper_sign not in (1, -1):
-        raise ValueError(f"paper_sign must be +1 or -1, got {paper_sign!r}.")
-    if not diff.excludes_zero:
-        return "inconclusive"
-    return "reproduced" if (diff.mean > 0) == (paper_sign > 0) else "contradicted"
 
 
 # --- chapter parameters ------------------------------------------------------------------------------------
@@ -333,16 +329,19 @@ def _where() -> str:
     return f"relative paths start from {str(Path.cwd())!r}"
 
 
-def _existing(kind: str, special: Sequence[str] = ("",)) -> Rule:
-    """A folder (``kind="folder"``) or file that must exist, unless the value is one of ``special``."""
-    shown = " or ".join(f"{s!r}" for s in special)
-    what = f"{shown} or the path of an existing {kind}"
+def _existing(kind: str, special: Sequence[str] = ("",), from_root: bool = False) -> Rule:
+    """A folder (``kind="folder"``) or file that must exist, unless the value is one of ``special``;
+    ``from_root``: a relative path is relative to the repository's root (:func:`book_path`)."""
+    shown = "".join(f"{s!r} or " for s in special)
+    what = f"{shown}the path of an existing {kind}" + (" (relative: to the repository's root)" if from_root else "")
 
     def check(name: str, value: Any) -> str:
         value = _text(name, value, what)
         if value in special:
             return value
-        path = Path(value).expanduser()
+        if not value:
+            raise ValueError(f"{name} must be {what}, got ''; {_where()}.")
+        path = book_path(value) if from_root else Path(value).expanduser()
         if not (path.is_dir() if kind == "folder" else path.is_file()):
             why = "is not a folder" if kind == "folder" and path.exists() else \
                 "is a folder" if path.is_dir() else "does not exist"
@@ -432,6 +431,7 @@ RULES: dict[str, Rule] = {
     "batch_images": _COUNT,
     "out": _output(),
     "full_results": _existing("folder"),
+    "at_scale": _existing("folder", special=(), from_root=True),
     # sanity checks (chapter 9)
     "randomization_steps": _COUNT,
     "dataset": _choice(("digits", "fashion_mnist")),

@@ -40,6 +40,7 @@ import csv
 import io
 import json
 import math
+import os
 import time
 import warnings
 from collections import Counter
@@ -82,7 +83,7 @@ from igospp.studies.records import (
 )
 from igospp.studies.stats import PairedDifference, mean_se, paired_difference
 
-__all__ = ["BUNDLED", "DEFAULT_METHODS", "RECORD_KEYS", "PERFORMANCE_ONLY", "Job", "jobs", "versions",
+__all__ = ["BUNDLED", "DEFAULT_METHODS", "RECORD_KEYS", "PERFORMANCE_ONLY", "Job", "jobs", "versions", "run_provenance",
            "method_config", "run_method", "make_record", "record_problem", "evaluate", "EvaluationRun",
            "SettingsMismatchError", "InvalidRecordWarning", "bundled_folder", "load_records", "load_skipped",
            "summarize", "Summary", "paired"]
@@ -216,8 +217,12 @@ def run_method(bundle: ModelBundle, images: torch.Tensor, job: Job, targets: lis
         method's wall time for the batch), ``metric_seconds``, ``images`` (``B``), ``resolution``
         (the record's label of the saliency's size), ``config`` (:func:`method_config`),
         ``stats`` (the batch's forward and backward images, ``None`` but for the optimization
-        methods) and ``explanation`` (the :class:`~igospp.Explanation` of the optimization
-        methods, else ``None``). :func:`make_record` turns them into records.
+        methods), ``explanation`` (the :class:`~igospp.Explanation` of the optimization
+        methods, else ``None``) and ``masks`` (iGOS++ and its ablations with two masks: the
+        metric results of the deletion mask alone, :math:`1 - M_x`, and of the insertion mask
+        alone, :math:`1 - M_y`, under ``"deletion_mask"`` and ``"insertion_mask"``: the
+        paper's supplementary Table 5; else ``None``; not counted in ``metric_seconds``).
+        :func:`make_record` turns them into records.
     """
     options = _check_options(options)
     method = _build(job, options)
@@ -232,11 +237,17 @@ def run_method(bundle: ModelBundle, images: torch.Tensor, job: Job, targets: lis
     sync()
     info: dict[str, Any] = {"seconds": seconds, "metric_seconds": time.perf_counter() - start - seconds,
                             "images": int(saliency.shape[0]), "resolution": _resolution_label(saliency),
-                            "stats": None, "explanation": None, "config": method_config(method, job.method)}
+                            "stats": None, "explanation": None, "masks": None,
+                            "config": method_config(method, job.method)}
     if isinstance(method, Optimized):
         exp = method.last_explanation
         info["explanation"] = exp
         info["stats"] = {"forward_images": exp.stats.forward_images, "backward_images": exp.stats.backward_images}
+        if exp.deletion_mask is not None and exp.insertion_mask is not None:
+            info["masks"] = {name: insertion_deletion(bundle.model, images, 1 - mask, target=targets,
+                                                      protocol=protocol, batch_size=options.batch_size)
+                             for name, mask in (("deletion_mask", exp.deletion_mask),
+                                                ("insertion_mask", exp.insertion_mask))}
     return saliency, result, info
 
 
@@ -270,6 +281,22 @@ def _check_shard(shard: Any) -> tuple[int, int]:
 # ----------------------------------------------------------------------------------------------- resuming
 def _json_copy(value: Any) -> Any:
     return json.loads(json.dumps(value))
+
+
+def run_provenance() -> dict[str, str]:
+    """What each record of :func:`evaluate` states about where it ran: :func:`igospp.provenance.versions`
+    plus ``"glibc_tunables"``, the C library's allocator tuning of this process (the environment
+    variable ``GLIBC_TUNABLES``, ``""`` when unset).
+
+    The tuning changes no number, only the time: on a CPU, keeping freed memory for reuse instead
+    of returning it to the system after every large tensor makes the optimizations markedly
+    faster (``benchmarks/bench_malloc.py`` measures by how much), so run times are compared only
+    within one tuning.
+
+    >>> sorted(set(run_provenance()) - set(versions()))
+    ['glibc_tunables']
+    """
+    return {**versions(), "glibc_tunables": os.environ.get("GLIBC_TUNABLES", "")}
 
 
 def _settings(bundle: ModelBundle, job: Job, options: MethodOptions, protocol: str) -> dict[str, Any]:
@@ -475,7 +502,8 @@ def evaluate(images: str | Path, out: str | Path, *, model: str | ModelBundle = 
         warnings.warn(f"recomputing {len(invalid)} invalid record file(s) under {str(records_dir)!r}: "
                       f"{listing(invalid)}.", InvalidRecordWarning, stacklevel=2)
 
-    run = {"images_dir": str(Path(images)), "n_images": len(folder), "shard": (k, n_shards), "provenance": versions()}
+    run = {"images_dir": str(Path(images)), "n_images": len(folder), "shard": (k, n_shards),
+           "provenance": run_provenance()}
     claims = records_dir / ".claims"
     written: list[Path] = []
     elsewhere = 0
@@ -554,7 +582,9 @@ class Summary:
             image, the row averages), ``deletion_mean``, ``deletion_se``, ``insertion_mean``,
             ``insertion_se`` (trapezoid AUCs), ``legacy_deletion_mean``, ``legacy_deletion_se``,
             ``legacy_insertion_mean``, ``legacy_insertion_se`` (the authors' logged scores,
-            ``None`` when the protocol has none) and ``seconds_mean``.
+            ``None`` when the protocol has none), ``seconds_mean``, ``seconds_se`` and
+            ``seconds_median`` (the method's wall time per image; the median is the one to read
+            when other work shared the machine at times).
         model, protocol, images_dir, devices, batch_images: what the numbers depend on (the
             image folders, devices and images per method call of the records).
         n_images: the images of all the records together.
@@ -563,6 +593,8 @@ class Summary:
             two methods over the images both have); empty when every row has every image.
         skipped: ``{"file", "key", "reason"}`` of the image files skipped as unreadable
             (:func:`load_skipped`); they are in no row.
+        not_top1: records that explain another class than the clean image's top-1 (``igospp
+            explain --target``); :func:`evaluate` always explains the top-1 class.
 
     Example:
         >>> rec = dict(model="m", device="cpu", method="rise", resolution="32", deletion_auc=0.1,
@@ -583,15 +615,18 @@ class Summary:
     n_images: int = 0
     notes: list[str] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)
+    not_top1: int = 0
 
     def header(self) -> str:
         """One line: the model, the protocol, the images, the devices and the images per method call."""
         p = self.protocol
         steps = f"{p['step']} units/step" if p.get("step") else f"about {p.get('n_steps', '?')} steps"
         rules = "trapezoid AUC and the authors' logged score" if p.get("legacy") else "trapezoid AUC"
+        target = ("the top-1 class" if not self.not_top1 else
+                  f"the class explained, not the top-1 class in {self.not_top1} records")
         return (f"model: {self.model}; protocol: {p['name']} (deletion to {p.get('deletion_substrate', '?')}, "
                 f"insertion from {p.get('insertion_substrate', '?')}, ranking {p.get('unit', '?')}, {steps}, "
-                f"{p.get('score', '?')} of the top-1 class, {rules}); images: {self.images_dir}; device: "
+                f"{p.get('score', '?')} of {target}, {rules}); images: {self.images_dir}; device: "
                 f"{', '.join(self.devices)}; images per method call: {', '.join(map(str, self.batch_images))} "
                 "(seconds / image = call time / images)")
 
@@ -629,7 +664,7 @@ class Summary:
         buffer = io.StringIO()
         fields = ["method", "name", "resolution", "n", "deletion_mean", "deletion_se", "insertion_mean",
                   "insertion_se", "legacy_deletion_mean", "legacy_deletion_se", "legacy_insertion_mean",
-                  "legacy_insertion_se", "seconds_mean"]
+                  "legacy_insertion_se", "seconds_mean", "seconds_se", "seconds_median"]
         buffer.write(f"# {self.header()}\n")
         for remark in self.remarks():
             buffer.write(f"# note: {remark}\n")
@@ -650,13 +685,6 @@ _METRICS = ("deletion_auc", "insertion_auc", "legacy_deletion_auc", "legacy_inse
             "metric_seconds")
 
 
-def _same_resolution(record: dict[str, Any], resolution: int | str | None) -> bool:
-    if resolution is None:
-        return True
-    first = str(resolution).split("x")[0]
-    return str(record["resolution"]).split("x")[0] == first
-
-
 def paired(records: list[dict[str, Any]], a: str, b: str, metric: str = "insertion_auc",
            resolution: int | str | None = None, resolution_b: int | str | None = None,
            confidence: float = 0.95) -> PairedDifference:
@@ -668,7 +696,7 @@ def paired(records: list[dict[str, Any]], a: str, b: str, metric: str = "inserti
         metric: a record field: ``"deletion_auc"``, ``"insertion_auc"``, ``"legacy_deletion_auc"``,
             ``"legacy_insertion_auc"``, ``"seconds"`` or ``"metric_seconds"``.
         resolution: keep records of ``a`` at this resolution (``28``, ``"28"`` or ``"28x28"``);
-            ``None`` for any (methods whose resolution is fixed).
+            ``None`` for any. Methods whose resolution is fixed (Grad-CAM, IG, RISE) match any.
         resolution_b: the same for ``b``; default: ``resolution``.
         confidence: coverage of the Student-t interval (:func:`igospp.studies.stats.paired_difference`).
 
@@ -676,7 +704,8 @@ def paired(records: list[dict[str, Any]], a: str, b: str, metric: str = "inserti
         A :class:`~igospp.studies.stats.PairedDifference` over the images that both methods have.
 
     Raises:
-        ValueError: when no image has both, or a record lacks ``metric``.
+        ValueError: when no image has both, an image has two records of one method at the
+            resolution (:func:`igospp.studies.reproduction.per_image`), or a record lacks ``metric``.
 
     Example:
         >>> from igospp.studies.benchmark import paired
@@ -686,21 +715,12 @@ def paired(records: list[dict[str, Any]], a: str, b: str, metric: str = "inserti
         >>> round(d.mean, 3), d.n, d.n_positive
         (0.15, 2, 2)
     """
+    from igospp.studies.reproduction import per_image
+
     metric = checks.choice("metric", metric, _METRICS)
     confidence = checks.probability("confidence", confidence)
     resolution_b = resolution if resolution_b is None else resolution_b
-
-    def values(method: str, res: int | str | None) -> dict[str, float]:
-        out = {}
-        for r in records:
-            if r["method"] == method and _same_resolution(r, res):
-                if r.get(metric) is None:
-                    raise ValueError(f"record of {method!r} for {r.get('path')!r} has no {metric!r}; pick another "
-                                     "metric (legacy scores exist only for the 'igospp' protocol).")
-                out[str(r.get("path", r.get("image")))] = float(r[metric])
-        return out
-
-    va, vb = values(a, resolution), values(b, resolution_b)
+    va, vb = per_image(records, a, resolution, metric), per_image(records, b, resolution_b, metric)
     common = sorted(set(va) & set(vb))
     if not common:
         raise ValueError(f"no image has records of both {a!r} (resolution {resolution}) and {b!r} (resolution "
@@ -775,7 +795,8 @@ def summarize(records: list[dict[str, Any]], *, skipped: Sequence[dict[str, str]
             values = [r.get(f"{key}_auc") for r in group]
             mean, se = mean_se(values) if None not in values else (None, None)
             row.update({f"{key}_mean": mean, f"{key}_se": se})
-        row["seconds_mean"] = float(np.mean([r["seconds"] for r in group]))
+        row["seconds_mean"], row["seconds_se"] = mean_se([r["seconds"] for r in group])
+        row["seconds_median"] = float(np.median([r["seconds"] for r in group]))
         rows.append(row)
         image_sets.append({_image_id(r) for r in group})
     labels = {_image_id(r): _image_label(r) for r in records}
@@ -792,4 +813,5 @@ def summarize(records: list[dict[str, Any]], *, skipped: Sequence[dict[str, str]
     return Summary(rows=rows, model=models[0], protocol=records[0]["protocol"],
                    images_dir=", ".join(folders) or "--", devices=sorted({r["device"] for r in records}),
                    batch_images=sorted({int(r.get("batch_images", 1)) for r in records}), n_images=len(every),
-                   notes=notes, skipped=skipped)
+                   notes=notes, skipped=skipped,
+                   not_top1=sum((r.get("target") or {}).get("top1") is False for r in records))

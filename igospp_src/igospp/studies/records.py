@@ -1,15 +1,10 @@
 """The record: one JSON file per image and method, its format, its validation, and the images left out.
 
 :func:`make_record` writes the one record format of the package: ``igospp evaluate``
-(:func:`igospp.studies.benchmark.evaluate`) writes it under ``OUT/records/<stem>-<hash>__<job>.json``,
-``igospp explain`` beside its figures, and :func:`load_records` reads both.
-
-
-:func:`make_record` writes the one record format of the package: ``igospp evaluate`` writes it
-under ``OUT/records/<stem>-<hash>__<job>.json`` (``<hash>``: the first 10 hexadecimal digits of
-the SHA-1 of ``key``, so ``a/img1.png``, ``b/img1.png`` and ``b/img1.jpg`` get three records),
-``igospp explain`` beside its figures as ``OUT/<image>_<job>.json``, and :func:`load_records`
-reads both. Its keys:
+(:func:`igospp.studies.benchmark.evaluate`) writes it under ``OUT/records/<stem>-<hash>__<job>.json``
+(``<hash>``: the first 10 hexadecimal digits of the SHA-1 of ``key``, so ``a/img1.png``,
+``b/img1.png`` and ``b/img1.jpg`` get three records), ``igospp explain`` beside its figures as
+``OUT/<image>_<job>.json``, and :func:`load_records` reads both. Its keys:
 
 ======================== ===========================================================================
 key                      meaning
@@ -44,6 +39,15 @@ key                      meaning
 ``batch_images``         images explained together by that call
 ``stats``                ``{"forward_images", "backward_images"}`` per image for the optimization
                          methods (``Explanation.stats``), ``None`` for the others
+``masks``                the two masks of iGOS++ (and its two-mask ablations) scored alone, the
+                         paper's supplementary Table 5: ``{"deletion_mask", "insertion_mask"}``,
+                         each ``{"deletion_auc", "insertion_auc", "legacy_deletion_auc",
+                         "legacy_insertion_auc"}`` of :math:`1 - M_x` and :math:`1 - M_y` under
+                         the record's protocol (no curves); ``None`` for the other methods
+``final_scores``         ``{"deletion", "insertion"}``: the noise-free scores of the deletion and
+                         insertion images of the optimized mask after the last iteration
+                         (``Explanation.history``); their difference is the loss of the paper's
+                         supplementary Table 7; ``None`` for the methods that optimize nothing
 ``method_config``        the method's settings (:func:`method_config`: :meth:`igospp.Config.to_dict`
                          for the optimization methods; the constructor's plain fields and
                          ``method`` for the others)
@@ -97,7 +101,7 @@ RECORD_KEYS: tuple[str, ...] = (
     "model", "device", "images_dir", "n_images", "shard", "versions", "image", "path", "key", "image_sha256",
     "label", "synset", "method", "requested_resolution", "resolution", "target", "correct", "deletion_auc",
     "insertion_auc", "legacy_deletion_auc", "legacy_insertion_auc", "curves", "seconds", "metric_seconds",
-    "batch_images", "stats", "method_config", "protocol")
+    "batch_images", "stats", "masks", "final_scores", "method_config", "protocol")
 
 #: The fields of a record's ``method_config`` that change how fast a method runs, not its result:
 #: a record made with other values of these is reused by :func:`evaluate`.
@@ -177,17 +181,32 @@ def make_record(bundle: ModelBundle, image: ImageRecord, job: Job, target: int, 
         **_metric_fields(result, i),
         "seconds": info["seconds"] / n, "metric_seconds": info["metric_seconds"] / n, "batch_images": n,
         "stats": None if info["stats"] is None else {k: _per_image(v, n) for k, v in info["stats"].items()},
+        "masks": None if info.get("masks") is None else
+        {name: _auc_fields(res, i) for name, res in info["masks"].items()},
+        "final_scores": _final_scores(info.get("explanation"), i),
         "method_config": info["config"], "protocol": result.protocol,
     }
 
 
-def _metric_fields(result: CausalMetricResult, i: int) -> dict[str, Any]:
+def _final_scores(exp: Any, i: int) -> dict[str, float] | None:
+    if exp is None or exp.history.deletion is None:
+        return None
+    return {"deletion": float(exp.history.deletion[-1, i]), "insertion": float(exp.history.insertion[-1, i])}
+
+
+def _auc_fields(result: CausalMetricResult, i: int) -> dict[str, float | None]:
     legacy = result.legacy_deletion_auc is not None
     return {
         "deletion_auc": float(result.deletion_auc[i]),
         "insertion_auc": float(result.insertion_auc[i]),
         "legacy_deletion_auc": float(result.legacy_deletion_auc[i]) if legacy else None,
         "legacy_insertion_auc": float(result.legacy_insertion_auc[i]) if legacy else None,
+    }
+
+
+def _metric_fields(result: CausalMetricResult, i: int) -> dict[str, Any]:
+    return {
+        **_auc_fields(result, i),
         "curves": {"fractions": [round(v, 6) for v in result.fractions.tolist()],
                    "deletion": [round(v, 6) for v in result.deletion[i].tolist()],
                    "insertion": [round(v, 6) for v in result.insertion[i].tolist()]},
@@ -249,8 +268,30 @@ def record_problem_in(record: Any, required: Sequence[str]) -> str | None:
     if "image_sha256" in record and not (isinstance(record["image_sha256"], str)
                                          and _SHA256.fullmatch(record["image_sha256"])):
         return f"image_sha256 must be 64 lowercase hexadecimal digits, got {record['image_sha256']!r}"
+    if record.get("masks") is not None:
+        problem = _masks_problem(record["masks"])
+        if problem:
+            return problem
+    scores = record.get("final_scores")
+    if scores is not None and not (isinstance(scores, dict) and all(_finite(scores.get(k))
+                                                                    for k in ("deletion", "insertion"))):
+        return f"final_scores must be null or an object with finite 'deletion' and 'insertion', got {scores!r}"
     if "curves" in record:
         return _curves_problem(record["curves"])
+    return None
+
+
+def _masks_problem(masks: Any) -> str | None:
+    names = ("deletion_mask", "insertion_mask")
+    if not isinstance(masks, dict) or set(masks) != set(names) or not all(isinstance(masks[k], dict) for k in names):
+        return "masks must be null or an object with the objects 'deletion_mask' and 'insertion_mask'"
+    for name in names:
+        for k in ("deletion_auc", "insertion_auc"):
+            if not _finite(masks[name].get(k)):
+                return f"masks.{name}.{k} must be a finite number, got {masks[name].get(k)!r}"
+        for k in ("legacy_deletion_auc", "legacy_insertion_auc"):
+            if masks[name].get(k) is not None and not _finite(masks[name][k]):
+                return f"masks.{name}.{k} must be a finite number or null, got {masks[name][k]!r}"
     return None
 
 
@@ -267,8 +308,9 @@ def record_problem(record: Any) -> str | None:
         ``key``, ``path`` and ``image`` non-empty strings, the AUCs and ``seconds`` finite
         numbers (the legacy AUCs and ``metric_seconds`` finite or ``null``), ``protocol`` an
         object with a ``name``, ``method_config`` an object, ``target`` an object with an
-        integer ``index``, ``image_sha256`` a SHA-256 in hexadecimal, ``curves`` three lists
-        of finite numbers of one length.
+        integer ``index``, ``image_sha256`` a SHA-256 in hexadecimal, ``masks`` ``null`` or
+        the two masks' finite AUCs, ``final_scores`` ``null`` or two finite scores, ``curves``
+        three lists of finite numbers of one length.
 
     Example:
         >>> record_problem([])
