@@ -37,7 +37,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_processes import measure
 
+import igospp
 from igospp.methods import REGISTRY
+from igospp.provenance import versions
 from igospp.storage import write_json
 
 #: Blocks up to 32 MiB (glibc's largest threshold) from the heap, and up to 1 GiB of free heap top
@@ -67,13 +69,11 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, name) <= 0:
             ap.error(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(args, name)}")
 
-    import igospp
-    from igospp.provenance import versions
-
     if args.photo not in igospp.SAMPLE_IMAGES:
         ap.error(f"--photo must be one of {', '.join(igospp.SAMPLE_IMAGES)}, got {args.photo!r}")
     modes = {"default": {"GLIBC_TUNABLES": None}, "tuned": {"GLIBC_TUNABLES": args.tuned}}
-    result = {"machine": f"{versions()['cpu']}, {os.cpu_count()} logical CPUs", "versions": versions(),
+    provenance = versions()
+    result = {"machine": f"{provenance['cpu']}, {os.cpu_count()} logical CPUs", "versions": provenance,
               "settings": {k: getattr(args, k) for k in ("resolution", "iterations", "ig_steps", "rise_masks",
                                                           "threads", "heatmaps", "photo", "repeats", "tuned")},
               "methods": {}}
